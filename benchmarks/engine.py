@@ -1,0 +1,289 @@
+"""Engine throughput, fan-out, and the cost of suspended steps.
+
+    python benchmarks/engine.py --store sqlite|postgresql [--json] [--scale 1.0]
+
+(a) 1,000 plans x 3 sequential no-op durable steps: plans/s and steps/s
+(b) one plan fanning out to 1,000 concurrent steps and joining: wall seconds
+(c) 10,000 steps suspended at once: executor RSS and threads before/after, then
+    seconds to wake them all by events
+(d) the raw rate of single-row INSERT+COMMIT on the same store, so (a) reads as a
+    fraction of it
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from mcoflow.engine import Action, Event, PlanFilter, PlanState, StepState, World
+from mcoflow.engine.planner import Planner
+from mcoflow.engine.store import normalize_url
+
+DEFAULT_PG = os.environ.get("MCOFLOW_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+class NoOp(Action):
+    name = "bench.noop"
+    idempotent = True
+
+    def run(self, event: Event | None = None) -> None:
+        return None
+
+
+class ThreeInSequence(Action):
+    name = "bench.three"
+
+    def plan(self) -> None:
+        with self.sequence():
+            for _ in range(3):
+                self.plan_action(NoOp)
+
+
+class FanOut(Action):
+    name = "bench.fanout"
+
+    def plan(self, n: int) -> None:
+        with self.sequence():
+            with self.concurrence():
+                for _ in range(n):
+                    self.plan_action(NoOp)
+            self.plan_action(NoOp)
+
+
+class WaitForEvent(Action):
+    name = "bench.wait"
+
+    def run(self, event: Event | None = None) -> None:
+        if event is None:
+            self.suspend()
+
+
+class ManyWaiting(Action):
+    name = "bench.many_waiting"
+
+    def plan(self, n: int) -> None:
+        for _ in range(n):
+            self.plan_action(WaitForEvent)
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+class Report:
+    def __init__(self, store: str, as_json: bool) -> None:
+        self.store = store
+        self.as_json = as_json
+        self.rows: list[tuple[str, str, float, str, int]] = []
+
+    def add(self, benchmark: str, metric: str, value: float, unit: str, n: int) -> None:
+        self.rows.append((benchmark, metric, value, unit, n))
+        if self.as_json:
+            print(
+                json.dumps(
+                    {
+                        "benchmark": benchmark,
+                        "metric": metric,
+                        "value": round(value, 4),
+                        "unit": unit,
+                        "store": self.store,
+                        "n": n,
+                        "cores": os.cpu_count(),
+                    }
+                ),
+                flush=True,
+            )
+
+    def table(self) -> None:
+        print(
+            f"\nmcoflow engine benchmark - store {self.store}, {os.cpu_count()} cores, "
+            f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"
+        )
+        print(f"{'benchmark':<34}{'metric':<30}{'value':>14}  unit")
+        for benchmark, metric, value, unit, _n in self.rows:
+            print(f"{benchmark:<34}{metric:<30}{value:>14,.2f}  {unit}")
+
+
+async def fresh_url(store: str, tmp: Path, name: str) -> str:
+    if store == "sqlite":
+        return f"sqlite:///{tmp / (name + '.db')}"
+    base = normalize_url(DEFAULT_PG)
+    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    await admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+async def wait_all_stopped(world: World, total: int, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        page = await world.list_plans(limit=1)
+        done = await world.list_plans(PlanFilter(state=PlanState.STOPPED), limit=1)
+        if done.total >= total:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{done.total}/{page.total} plans stopped")
+        await asyncio.sleep(0.1)
+
+
+async def bench_sequential(report: Report, url: str, n: int) -> None:
+    world = await World.open(url)
+    t0 = time.perf_counter()
+    for start in range(0, n, 500):
+        await world.trigger_many(ThreeInSequence, [{}] * min(500, n - start))
+    planned = time.perf_counter() - t0
+    await world.close()
+    world = await World.open(url, execute=True, poll_interval=0.05)
+    t1 = time.perf_counter()
+    await wait_all_stopped(world, n)
+    ran = time.perf_counter() - t1
+    await world.close()
+    name = f"(a) {n} plans x 3 sequential steps"
+    report.add(name, "trigger (plan+insert) rate", n / planned, "plans/s", n)
+    report.add(name, "execution plans/s", n / ran, "plans/s", n)
+    report.add(name, "execution steps/s", 3 * n / ran, "steps/s", n)
+    report.add(name, "end-to-end plans/s", n / (planned + ran), "plans/s", n)
+
+
+async def bench_fanout(report: Report, url: str, n: int) -> None:
+    world = await World.open(url, execute=True, poll_interval=0.05)
+    t0 = time.perf_counter()
+    plan = await world.trigger(FanOut, n=n)
+    planned = time.perf_counter() - t0
+    done = await world.wait(plan.id, timeout=600, interval=0.01)
+    wall = time.perf_counter() - t0
+    await world.close()
+    assert done.result.value == "success", done
+    name = f"(b) fan-out {n} + join"
+    report.add(name, "planning+insert seconds", planned, "s", n)
+    report.add(name, "wall seconds trigger->done", wall, "s", n)
+
+
+async def bench_suspended(report: Report, url: str, n: int) -> None:
+    import gc
+
+    world = await World.open(url)
+    plan = Planner().plan(ManyWaiting, {"n": n})
+    await world.store.insert_plans([plan], start=True, by="bench")
+    plan_id = plan.id
+    del plan
+    await world.close()
+    gc.collect()
+    world = await World.open(url, execute=True, poll_interval=0.05)
+    await asyncio.sleep(0.2)
+    gc.collect()
+    rss_before, threads_before = rss_kib(), os_threads()
+    t0 = time.perf_counter()
+    while (await world.store.count_steps(plan_id)).get(StepState.SUSPENDED, 0) < n:
+        await asyncio.sleep(0.05)
+    suspend_s = time.perf_counter() - t0
+    gc.collect()
+    await asyncio.sleep(0.3)
+    gc.collect()
+    rss_after, threads_after = rss_kib(), os_threads()
+    name = f"(c) {n} suspended steps"
+    report.add(name, "seconds to suspend all", suspend_s, "s", n)
+    report.add(name, "executor RSS before", rss_before / 1024, "MiB", n)
+    report.add(name, "executor RSS after", rss_after / 1024, "MiB", n)
+    report.add(name, "RSS per suspended step", (rss_after - rss_before) * 1024 / n, "bytes", n)
+    report.add(name, "OS threads before", threads_before, "threads", n)
+    report.add(name, "OS threads after", threads_after, "threads", n)
+    report.add(name, "Python threads after", threading.active_count(), "threads", n)
+    t1 = time.perf_counter()
+    for start in range(2, n + 2, 1000):
+        await world.events(
+            [(plan_id, idx, {"go": True}, None) for idx in range(start, min(start + 1000, n + 2))]
+        )
+    delivered = time.perf_counter() - t1
+    done = await world.wait(plan_id, timeout=600, interval=0.02)
+    wake = time.perf_counter() - t1
+    await world.close()
+    assert done.result.value == "success", done
+    report.add(name, "seconds to deliver events", delivered, "s", n)
+    report.add(name, "seconds to wake all (->done)", wake, "s", n)
+
+
+async def bench_raw_insert(report: Report, url: str, n: int) -> None:
+    engine = create_async_engine(normalize_url(url))
+    meta = MetaData()
+    table = Table(
+        "raw_bench", meta, Column("id", Integer, primary_key=True), Column("v", String(64))
+    )
+    async with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        await conn.run_sync(meta.drop_all)
+        await conn.run_sync(meta.create_all)
+    if engine.dialect.name == "sqlite":
+        # the same durability settings the store uses
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
+    t0 = time.perf_counter()
+    async with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            await conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
+        for i in range(n):
+            await conn.execute(insert(table).values(v=f"row {i}"))
+            await conn.commit()
+    elapsed = time.perf_counter() - t0
+    await engine.dispose()
+    report.add("(d) raw single-row INSERT+COMMIT", "rate", n / elapsed, "rows/s", n)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--json", action="store_true", help="one JSON object per figure")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every n")
+    parser.add_argument("--only", choices=["a", "b", "c", "d"], action="append")
+    args = parser.parse_args()
+    report = Report(args.store, args.json)
+    only = set(args.only or "abcd")
+
+    def n(base: int) -> int:
+        return max(1, int(base * args.scale))
+
+    with tempfile.TemporaryDirectory(prefix="mcoflow-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        if "d" in only:
+            await bench_raw_insert(
+                report, await fresh_url(args.store, tmp, "mcoflow_bench_raw"), n(2000)
+            )
+        if "a" in only:
+            await bench_sequential(
+                report, await fresh_url(args.store, tmp, "mcoflow_bench_a"), n(1000)
+            )
+        if "b" in only:
+            await bench_fanout(report, await fresh_url(args.store, tmp, "mcoflow_bench_b"), n(1000))
+        if "c" in only:
+            await bench_suspended(
+                report, await fresh_url(args.store, tmp, "mcoflow_bench_c"), n(10000)
+            )
+    if not args.json:
+        report.table()
+    else:
+        report.table() if sys.stdout.isatty() else None
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,37 @@
+"""`python -m mcoflow.agent --config FILE`: run the agent daemon in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from mcoflow.agent.config import AgentConfig, ConfigError
+from mcoflow.agent.daemon import config_path_from_env, run_agent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mcoflow.agent", description=__doc__)
+    parser.add_argument(
+        "--config", type=Path, default=None, help="YAML file (default: $MCOFLOW_AGENT_CONFIG)"
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = AgentConfig.load(args.config or config_path_from_env())
+    except ConfigError as exc:
+        print(f"mcoflow agent: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(run_agent(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

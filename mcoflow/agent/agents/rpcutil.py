@@ -1,0 +1,72 @@
+"""The rpcutil agent: ping (discovery), inventory, get_fact."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from mcoflow.agent.agents.base import Agent, AgentAction, HostContext, text_input
+from mcoflow.agent.facts import mcoflow_version
+from mcoflow.agent.interface import ActionInterface, FieldType, InputSpec, OutputSpec
+
+FACT_INPUT = InputSpec("fact", pattern=r"[A-Za-z0-9_][A-Za-z0-9_.:-]*", max_length=255)
+
+
+class RpcUtilAgent(Agent):
+    name = "rpcutil"
+    description = "Discovery and host inventory"
+
+    def declare(self) -> Mapping[str, AgentAction]:
+        return {
+            "ping": AgentAction(
+                ActionInterface(
+                    "ping",
+                    "answer with the host's time",
+                    outputs=(OutputSpec("pong", FieldType.NUMBER),),
+                ),
+                self.ping,
+                read_only=True,
+            ),
+            "inventory": AgentAction(
+                ActionInterface(
+                    "inventory",
+                    "agents, facts, classes and version of the host",
+                    outputs=(
+                        OutputSpec("agents", FieldType.LIST, default=[]),
+                        OutputSpec("facts", FieldType.DICT, default={}),
+                        OutputSpec("classes", FieldType.LIST, default=[]),
+                        OutputSpec("version", default=""),
+                        OutputSpec("collective", default=""),
+                    ),
+                ),
+                self.inventory,
+                read_only=True,
+            ),
+            "get_fact": AgentAction(
+                ActionInterface(
+                    "get_fact",
+                    "the value of one fact (null when the host lacks it)",
+                    inputs=(FACT_INPUT,),
+                    outputs=(OutputSpec("fact"), OutputSpec("value", default=None)),
+                ),
+                self.get_fact,
+                read_only=True,
+            ),
+        }
+
+    async def ping(self, host: HostContext, inputs: dict[str, Any]) -> dict[str, Any]:
+        return {"pong": time.time()}
+
+    async def inventory(self, host: HostContext, inputs: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "agents": list(host.agents),
+            "facts": dict(host.facts),
+            "classes": list(host.classes),
+            "version": mcoflow_version(),
+            "collective": host.collective,
+        }
+
+    async def get_fact(self, host: HostContext, inputs: dict[str, Any]) -> dict[str, Any]:
+        fact = text_input(inputs, "fact")
+        return {"fact": fact, "value": host.facts.get(fact)}

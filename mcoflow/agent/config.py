@@ -1,0 +1,166 @@
+"""Configuration of the agent daemon: a YAML file, overridden by MCOFLOW_AGENT_* variables.
+
+Example (every key optional except the two key settings)::
+
+    identity: web1.example.com        # default: this machine's hostname
+    collective: mcoflow
+    broker_url: amqp://guest:guest@127.0.0.1:5672/
+    key_file: /etc/mcoflow/keys/web1.key       # signs replies
+    trusted_keys: /etc/mcoflow/trusted         # *.pub of the callers allowed to sign requests
+    policy_file: /etc/mcoflow/policy.yaml      # absent: every trusted caller is allowed
+    journal_file: /var/lib/mcoflow/agent/journal.sqlite
+    agents: [package, service]                 # rpcutil is always served
+    facts_file: /etc/mcoflow/facts.yaml
+    facts: {role: web}
+    classes_file: /etc/mcoflow/classes.txt
+    classes: [webserver]
+    package_provider: auto                     # auto | apt | dnf | yum | simulated | none
+    service_provider: auto                     # auto | systemd | sysv | simulated | none
+
+For benchmarks and demos one process can stand in for many hosts::
+
+    simulate_hosts: 10000                      # identities sim-00001 … sim-10000
+    simulate_pattern: "sim-{n:05d}"
+    simulation: {delay: 0.05, failure_rate: 0.01, seed: 7}
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from mcoflow.agent.providers import PackageChoice, ServiceChoice, SimulationSettings
+
+DEFAULT_AGENTS = ("rpcutil", "package", "service")
+
+
+class ConfigError(ValueError):
+    """The agent configuration is unusable; the message says why."""
+
+
+def default_journal_file() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/mcoflow/agent/journal.sqlite")
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "mcoflow" / "agent" / "journal.sqlite"
+
+
+class AgentConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MCOFLOW_AGENT_", frozen=True, extra="forbid")
+
+    identity: str = Field(default_factory=socket.gethostname)
+    identities: tuple[str, ...] = ()
+    simulate_hosts: int = Field(0, ge=0, le=1_000_000)
+    simulate_pattern: str = "sim-{n:05d}"
+    collective: str = "mcoflow"
+    broker_url: str = "memory://"
+    key_file: Path
+    key_name: str | None = None
+    trusted_keys: Path
+    policy_file: Path | None = None
+    journal_file: Path | None = Field(default_factory=default_journal_file)
+    journal_retention: float = Field(8 * 24 * 3600.0, gt=0)
+    agents: tuple[str, ...] = DEFAULT_AGENTS
+    facts_file: Path | None = None
+    facts: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    classes_file: Path | None = None
+    classes: tuple[str, ...] = ()
+    package_provider: PackageChoice = PackageChoice.AUTO
+    service_provider: ServiceChoice = ServiceChoice.AUTO
+    simulation: SimulationSettings = Field(default_factory=SimulationSettings)
+    command_timeout: float = Field(900.0, gt=0)
+    clock_skew: float = Field(60.0, ge=0)
+    # The queue that receives broadcasts once for all identities of a multi-host process.
+    fanout_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-fanout")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init arguments; the environment overrides them.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _simulation_is_explicit(cls, values: Any) -> Any:
+        # Asking for simulated hosts is asking for simulated providers.
+        if isinstance(values, dict) and int(values.get("simulate_hosts") or 0) > 0:
+            values = dict(values)
+            for key in ("package_provider", "service_provider"):
+                values.setdefault(key, "simulated")
+        return values
+
+    @model_validator(mode="after")
+    def _check(self) -> AgentConfig:
+        names = self.host_identities()
+        if len(set(names)) != len(names):
+            raise ValueError("identities must be unique")
+        real = {PackageChoice.AUTO, PackageChoice.APT, PackageChoice.DNF, PackageChoice.YUM}
+        real_services = {ServiceChoice.AUTO, ServiceChoice.SYSTEMD, ServiceChoice.SYSV}
+        if len(names) > 1 and (
+            self.package_provider in real or self.service_provider in real_services
+        ):
+            raise ValueError(
+                "several identities in one process need package_provider and "
+                "service_provider 'simulated' (or 'none'): they cannot share one real OS"
+            )
+        return self
+
+    def host_identities(self) -> tuple[str, ...]:
+        if self.simulate_hosts:
+            return tuple(
+                self.simulate_pattern.format(n=n) for n in range(1, self.simulate_hosts + 1)
+            )
+        return self.identities or (self.identity,)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> AgentConfig:
+        """Read the YAML file (if any); MCOFLOW_AGENT_* variables override its values."""
+        values: dict[str, Any] = {}
+        if path is not None:
+            try:
+                raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError) as exc:
+                raise ConfigError(f"cannot read agent config {path}: {exc}") from exc
+            if raw is not None and not isinstance(raw, dict):
+                raise ConfigError(f"agent config {path}: a mapping is expected")
+            values.update(_relative_to(raw or {}, path.parent))
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid agent config: {exc}") from exc
+
+
+_PATH_KEYS = (
+    "key_file",
+    "trusted_keys",
+    "policy_file",
+    "journal_file",
+    "facts_file",
+    "classes_file",
+)
+
+
+def _relative_to(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative paths in a config file are relative to the file's folder."""
+    result = dict(raw)
+    for key in _PATH_KEYS:
+        value = result.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            result[key] = str(base / value)
+    return result

@@ -1,0 +1,98 @@
+"""Debian/Ubuntu packages: dpkg-query for status, apt-get for changes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mcoflow.agent.command import CommandResult, CommandRunner, run_command
+from mcoflow.agent.providers.base import (
+    PackageProvider,
+    PackageState,
+    PackageStatus,
+    ProviderError,
+    check_package_name,
+    check_package_version,
+    require_root,
+)
+
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "APT_LISTCHANGES_FRONTEND": "none"}
+APT_GET = (
+    "apt-get",
+    "-y",
+    "-q",
+    "-o",
+    "DPkg::Lock::Timeout=120",
+    # Never stop on a configuration-file question: keep the host's files.
+    "-o",
+    "Dpkg::Options::=--force-confdef",
+    "-o",
+    "Dpkg::Options::=--force-confold",
+)
+STATUS_FORMAT = "${db:Status-Abbrev}\t${Version}\t${Architecture}\n"
+
+
+class AptProvider(PackageProvider):
+    name = "apt"
+
+    def __init__(
+        self,
+        *,
+        runner: CommandRunner = run_command,
+        time_limit: float = 900.0,
+        check_root: bool = True,
+    ) -> None:
+        self._run = runner
+        self._time_limit = time_limit
+        self._check_root = check_root
+
+    async def status(self, package: str) -> PackageStatus:
+        check_package_name(package)
+        result = await self._run(
+            ("dpkg-query", "-W", "-f", STATUS_FORMAT, "--", package), 60.0, None
+        )
+        if result.returncode == 1 and "no packages found" in result.stderr:
+            return PackageStatus(package, PackageState.ABSENT)
+        if not result.ok:
+            raise ProviderError(f"dpkg-query failed for {package}", result.output)
+        return parse_dpkg_status(package, result.stdout)
+
+    async def install(self, package: str, version: str | None) -> str:
+        check_package_name(package)
+        target = package if version is None else f"{package}={check_package_version(version)}"
+        return await self._apt(("install", "--", target), f"install {package}")
+
+    async def uninstall(self, package: str) -> str:
+        check_package_name(package)
+        return await self._apt(("remove", "--", package), f"uninstall {package}")
+
+    async def purge(self, package: str) -> str:
+        check_package_name(package)
+        return await self._apt(("purge", "--", package), f"purge {package}")
+
+    async def update(self, package: str) -> str:
+        check_package_name(package)
+        return await self._apt(("install", "--only-upgrade", "--", package), f"update {package}")
+
+    async def _apt(self, args: Sequence[str], what: str) -> str:
+        if self._check_root:
+            require_root(what)
+        result: CommandResult = await self._run((*APT_GET, *args), self._time_limit, APT_ENV)
+        if not result.ok:
+            raise ProviderError(f"{what} failed (apt-get exit {result.returncode})", result.output)
+        return result.output
+
+
+def parse_dpkg_status(package: str, stdout: str) -> PackageStatus:
+    """Read dpkg-query lines "<abbrev>\\t<version>\\t<arch>"; an installed line wins."""
+    found = PackageStatus(package, PackageState.ABSENT)
+    for line in stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 3 or len(parts[0]) < 2:
+            continue
+        abbrev, version, arch = parts
+        current = abbrev[1]
+        if current == "i":
+            return PackageStatus(package, PackageState.INSTALLED, version or None, arch or None)
+        if current == "c":
+            found = PackageStatus(package, PackageState.CONFIG_FILES, None, arch or None)
+    return found

@@ -1,0 +1,164 @@
+"""Simulated providers: one process stands in for many hosts (benchmarks, demos, tests).
+
+Every identity has its own in-memory package and service set, created on first use.
+Never chosen automatically: a configuration has to ask for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mcoflow.agent.providers.base import (
+    PackageProvider,
+    PackageState,
+    PackageStatus,
+    ProviderError,
+    ServiceProvider,
+    ServiceState,
+    check_package_name,
+    check_package_version,
+    check_service_name,
+)
+
+
+class SimulationSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    delay: float = Field(0.0, ge=0.0, description="seconds each change takes")
+    jitter: float = Field(0.0, ge=0.0, description="up to this many seconds added at random")
+    failure_rate: float = Field(0.0, ge=0.0, le=1.0)
+    seed: int = 0
+    packages: dict[str, str] = Field(
+        default_factory=dict, description="packages every host starts with: name -> version"
+    )
+    services: dict[str, ServiceState] = Field(
+        default_factory=dict, description="services every host starts with"
+    )
+    default_version: str = "1.0-1"
+    arch: str = "amd64"
+
+
+@dataclass
+class _SimHost:
+    packages: dict[str, str]
+    services: dict[str, ServiceState]
+
+
+@dataclass
+class SimulatedFleet:
+    settings: SimulationSettings = field(default_factory=SimulationSettings)
+    calls: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _hosts: dict[str, _SimHost] = field(default_factory=dict)
+    _rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.settings.seed)
+
+    def host(self, identity: str) -> _SimHost:
+        sim = self._hosts.get(identity)
+        if sim is None:
+            sim = _SimHost(dict(self.settings.packages), dict(self.settings.services))
+            self._hosts[identity] = sim
+        return sim
+
+    def install_count(self, identity: str) -> int:
+        """How many installs were executed on this identity (attempts, failed ones too)."""
+        return self.calls[(identity, "install")]
+
+    def total(self, operation: str) -> int:
+        return sum(n for (_, op), n in self.calls.items() if op == operation)
+
+    async def execute(self, identity: str, operation: str) -> None:
+        """Count the call, take the configured time, fail at the configured rate."""
+        self.calls[(identity, operation)] += 1
+        s = self.settings
+        pause = s.delay + (self._rng.uniform(0.0, s.jitter) if s.jitter else 0.0)
+        failed = s.failure_rate > 0 and self._rng.random() < s.failure_rate
+        if pause:
+            await asyncio.sleep(pause)
+        if failed:
+            raise ProviderError(f"simulated failure of {operation} on {identity}")
+
+    def package_provider(self, identity: str) -> SimulatedPackageProvider:
+        return SimulatedPackageProvider(self, identity)
+
+    def service_provider(self, identity: str) -> SimulatedServiceProvider:
+        return SimulatedServiceProvider(self, identity)
+
+
+class SimulatedPackageProvider(PackageProvider):
+    name = "simulated"
+
+    def __init__(self, fleet: SimulatedFleet, identity: str) -> None:
+        self._fleet = fleet
+        self._identity = identity
+
+    async def status(self, package: str) -> PackageStatus:
+        check_package_name(package)
+        version = self._fleet.host(self._identity).packages.get(package)
+        if version is None:
+            return PackageStatus(package, PackageState.ABSENT)
+        return PackageStatus(package, PackageState.INSTALLED, version, self._fleet.settings.arch)
+
+    async def install(self, package: str, version: str | None) -> str:
+        check_package_name(package)
+        if version is not None:
+            check_package_version(version)
+        await self._fleet.execute(self._identity, "install")
+        chosen = version or self._fleet.settings.default_version
+        self._fleet.host(self._identity).packages[package] = chosen
+        return f"simulated: installed {package} {chosen}"
+
+    async def uninstall(self, package: str) -> str:
+        check_package_name(package)
+        await self._fleet.execute(self._identity, "uninstall")
+        self._fleet.host(self._identity).packages.pop(package, None)
+        return f"simulated: removed {package}"
+
+    async def purge(self, package: str) -> str:
+        check_package_name(package)
+        await self._fleet.execute(self._identity, "purge")
+        self._fleet.host(self._identity).packages.pop(package, None)
+        return f"simulated: purged {package}"
+
+    async def update(self, package: str) -> str:
+        check_package_name(package)
+        await self._fleet.execute(self._identity, "update")
+        packages = self._fleet.host(self._identity).packages
+        if package in packages:
+            packages[package] = self._fleet.settings.default_version
+        return f"simulated: updated {package}"
+
+
+class SimulatedServiceProvider(ServiceProvider):
+    """Any valid service name exists; one not configured starts out stopped."""
+
+    name = "simulated"
+
+    def __init__(self, fleet: SimulatedFleet, identity: str) -> None:
+        self._fleet = fleet
+        self._identity = identity
+
+    async def status(self, service: str) -> ServiceState:
+        check_service_name(service)
+        return self._fleet.host(self._identity).services.get(service, ServiceState.STOPPED)
+
+    async def start(self, service: str) -> str:
+        return await self._set(service, "start", ServiceState.RUNNING)
+
+    async def stop(self, service: str) -> str:
+        return await self._set(service, "stop", ServiceState.STOPPED)
+
+    async def restart(self, service: str) -> str:
+        return await self._set(service, "restart", ServiceState.RUNNING)
+
+    async def _set(self, service: str, operation: str, state: ServiceState) -> str:
+        check_service_name(service)
+        await self._fleet.execute(self._identity, operation)
+        self._fleet.host(self._identity).services[service] = state
+        return f"simulated: {operation} {service}"

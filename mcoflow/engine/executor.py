@@ -1,0 +1,269 @@
+"""The executor: claims runnable steps in batches, runs them on asyncio, and commits
+their outcomes in batches (group commit). No thread is held by a waiting step: a
+suspended step is only a row in the database until an event or timer makes it due."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+from mcoflow.engine.action import registered_action
+from mcoflow.engine.planner import Planner, error_record
+from mcoflow.engine.records import ClaimedStep, StepOutcome
+from mcoflow.engine.runner import RunContext, run_step
+from mcoflow.engine.states import PlanState
+from mcoflow.engine.store import Store
+
+log = logging.getLogger("mcoflow.executor")
+
+
+class OutboxPublisher(Protocol):
+    """Where committed outbox messages go (the broker, once the RPC bridge plugs in)."""
+
+    async def publish(self, destination: str, message: dict[str, Any]) -> None: ...
+
+
+class Executor:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        executor_id: str | None = None,
+        batch_size: int = 500,
+        max_in_flight: int = 5000,
+        poll_interval: float = 0.5,
+        heartbeat_interval: float = 2.0,
+        dead_after: float = 20.0,
+        publisher: OutboxPublisher | None = None,
+        outbox_retry_after: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.id = executor_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.batch_size = batch_size
+        self.max_in_flight = max_in_flight
+        self.poll_interval = poll_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.dead_after = dead_after
+        self.publisher = publisher
+        self.outbox_retry_after = outbox_retry_after
+        self.in_flight = 0
+        self.steps_run = 0
+        self._wake = asyncio.Event()
+        self._outbox_wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._results: asyncio.Queue[StepOutcome] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._step_tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.register_executor(self.id)
+        await self.store.release_dead_executors(self.dead_after, by=self.id)
+        loops: list[Coroutine[Any, Any, None]] = [
+            self._claim_loop(),
+            self._write_loop(),
+            self._heartbeat_loop(),
+            self._plan_loop(),
+        ]
+        if self.publisher is not None:
+            loops.append(self._outbox_loop())
+        self._tasks = [asyncio.create_task(self._guard(loop)) for loop in loops]
+        log.info("executor %s started", self.id)
+
+    async def _guard(self, loop: Coroutine[Any, Any, None]) -> None:
+        try:
+            await loop
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("executor %s: a loop failed; stopping", self.id)
+            self._stopping.set()
+            self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop claiming, let running steps finish and commit, then unregister."""
+        self._stopping.set()
+        self._wake.set()
+        self._room.set()
+        if self._step_tasks:
+            await asyncio.wait(self._step_tasks, timeout=30)
+        deadline = time.monotonic() + 30
+        while (self.in_flight > 0 or not self._results.empty()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.store.unregister_executor(self.id)
+        self._stopped.set()
+        log.info("executor %s stopped after %d step runs", self.id, self.steps_run)
+
+    async def run_forever(self) -> None:
+        await self.start()
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.stop()
+
+    def wake(self) -> None:
+        """New work may be due now (in-process triggers, events)."""
+        self._wake.set()
+
+    # ---- claiming and running -------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping.is_set():
+            room = self.max_in_flight - self.in_flight
+            if room <= 0:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            self._wake.clear()
+            claimed = await self.store.claim_steps(self.id, min(self.batch_size, room), time.time())
+            if claimed:
+                self.in_flight += len(claimed)
+                for step in claimed:
+                    task = asyncio.create_task(self._run(step))
+                    self._step_tasks.add(task)
+                    task.add_done_callback(self._step_tasks.discard)
+                if len(claimed) == min(self.batch_size, room):
+                    continue
+            await self._sleep_until_due()
+
+    async def _sleep_until_due(self) -> None:
+        timeout = self.poll_interval
+        if not self._wake.is_set():
+            nxt = await self.store.next_wake()
+            if nxt is not None:
+                timeout = max(0.0, min(timeout, nxt - time.time()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _run(self, claimed: ClaimedStep) -> None:
+        outcome = await run_step(claimed, self.store.sub_plan_counts)
+        await self._results.put(outcome)
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._results.get()]
+            while not self._results.empty() and len(batch) < self.batch_size * 2:
+                batch.append(self._results.get_nowait())
+            for attempt in range(1_000_000):
+                try:
+                    await self.store.write_outcomes(batch, by=self.id)
+                    break
+                except Exception:
+                    # keep the outcomes: the database may come back; our claims stay ours
+                    log.exception("executor %s: writing %d outcomes failed", self.id, len(batch))
+                    await asyncio.sleep(min(5.0, 0.1 * 2 ** min(attempt, 6)))
+            self.in_flight -= len(batch)
+            self.steps_run += len(batch)
+            self._room.set()
+            self._wake.set()
+            if any(o.messages for o in batch):
+                self._outbox_wake.set()
+
+    # ---- plans that need an executor themselves ---------------------------------------
+
+    async def _plan_loop(self) -> None:
+        while not self._stopping.is_set():
+            for plan_id, state, needs_finalize in await self.store.claim_plans(
+                self.id, 50, time.time()
+            ):
+                if state is PlanState.SCHEDULED:
+                    await self._start_delayed(plan_id)
+                elif needs_finalize:
+                    await self._finalize(plan_id)
+                self._wake.set()
+            await asyncio.sleep(self.poll_interval)
+
+    async def _start_delayed(self, plan_id: str) -> None:
+        plan = await self.store.get_plan(plan_id)
+        if plan is None or plan.state is not PlanState.SCHEDULED:
+            return
+        now = time.time()
+        if plan.start_before is not None and now > plan.start_before:
+            late = now - plan.start_before
+            await self.store.start_scheduled_plan(
+                plan_id,
+                None,
+                f"missed its start window: start_before passed {late:.1f} s ago",
+                self.id,
+            )
+            return
+        try:
+            new_plan = Planner().plan(
+                registered_action(plan.action), plan.args, label=plan.label, plan_id=plan_id
+            )
+        except Exception as exc:
+            await self.store.start_scheduled_plan(plan_id, None, f"planning failed: {exc}", self.id)
+            return
+        new_plan.start_at, new_plan.start_before = plan.start_at, plan.start_before
+        await self.store.start_scheduled_plan(plan_id, new_plan, None, self.id)
+
+    async def _finalize(self, plan_id: str) -> None:
+        failed: int | None = None
+        error: dict[str, Any] | None = None
+        for step in await self.store.finalize_steps(plan_id):
+            try:
+                cls = registered_action(step.action)
+                action = cls(step.idx, step.input)
+                action._context = RunContext(
+                    plan_id, step.idx, dict(step.output or {}), dict(step.data or {}), step.progress
+                )
+                outcome: Any = action.finalize()
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception as exc:
+                failed, error = step.idx, error_record(exc)
+                break
+        await self.store.finish_finalize(plan_id, error, failed, self.id)
+
+    # ---- health ---------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while not self._stopping.is_set():
+            await asyncio.sleep(self.heartbeat_interval)
+            if not await self.store.heartbeat(self.id):
+                log.error("executor %s was declared dead by another executor; stopping", self.id)
+                self._stopping.set()
+                self._wake.set()
+                return
+            dead = await self.store.release_dead_executors(self.dead_after, by=self.id)
+            if dead:
+                log.warning("released the claims of dead executors %s", ", ".join(dead))
+                self._wake.set()
+
+    # ---- outbox ---------------------------------------------------------------------
+
+    async def _outbox_loop(self) -> None:
+        assert self.publisher is not None
+        while True:
+            self._outbox_wake.clear()
+            # fresh messages are sent at once; old unconfirmed ones are retried after a while
+            messages = await self.store.unpublished(500, time.time())
+            sent: list[int] = []
+            for message_id, destination, message in messages:
+                try:
+                    await self.publisher.publish(destination, message)
+                except Exception:
+                    log.exception("publishing outbox message %d failed; will retry", message_id)
+                    break
+                sent.append(message_id)
+            await self.store.mark_published(sent)
+            if len(sent) == len(messages) == 500:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox_wake.wait(), self.outbox_retry_after)

@@ -1,0 +1,160 @@
+"""Running one claimed step: rebuild its action, deliver its events, record the outcome."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from mcoflow.engine.action import (
+    Action,
+    Event,
+    EventKind,
+    RescueStrategy,
+    registered_action,
+)
+from mcoflow.engine.flow import resolve_references
+from mcoflow.engine.planner import NewPlan, Planner, error_record
+from mcoflow.engine.records import ClaimedStep, ScheduledEvent, StepOutcome, SubPlanCounts
+from mcoflow.engine.states import StepState
+
+# kept in the step's data so a cancellable step that finishes later still ends cancelled
+CANCEL_RECEIVED = "__cancel_received__"
+
+CountsFn = Callable[[str, int], Awaitable[SubPlanCounts]]
+
+
+@dataclass
+class RunContext:
+    """What a running action may touch; collected into a StepOutcome afterwards."""
+
+    plan_id: str
+    step_idx: int
+    output: dict[str, Any]
+    data: dict[str, Any]
+    progress: float
+    counts: CountsFn | None = None
+    suspended: bool = False
+    new_events: list[ScheduledEvent] = field(default_factory=list)
+    messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    sub_plans: list[NewPlan] = field(default_factory=list)
+    start_sub_plans: int | None = None
+    cancel_sub_plans: bool = False
+
+    def schedule(self, kind: EventKind, payload: dict[str, Any], after: float) -> None:
+        if after < 0:
+            raise ValueError(f"after: must not be negative, got {after}")
+        self.new_events.append(ScheduledEvent(kind, payload, time.time() + after))
+
+    def create_sub_plan(
+        self, action: type[Action], args: dict[str, Any], label: str | None
+    ) -> NewPlan:
+        plan = Planner().plan(
+            action, args, label=label, parent_plan_id=self.plan_id, parent_step_id=self.step_idx
+        )
+        self.sub_plans.append(plan)
+        return plan
+
+    async def sub_plan_counts(self) -> SubPlanCounts:
+        if self.counts is None:
+            raise RuntimeError("sub-plan counts are not available here")
+        return await self.counts(self.plan_id, self.step_idx)
+
+
+def _finish_state(cls: type[Action], failed: bool) -> StepState:
+    if not failed:
+        return StepState.SUCCESS
+    return StepState.SKIPPED if cls.rescue is RescueStrategy.SKIP else StepState.ERROR
+
+
+def _unserialisable(ctx: RunContext) -> dict[str, Any] | None:
+    """Output, data and messages are stored as JSON: refuse anything else here, so one
+    bad step cannot fail the whole batch's commit."""
+    for what, value in (("output", ctx.output), ("data", ctx.data), ("messages", ctx.messages)):
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            return {"type": type(exc).__name__, "message": f"{what} is not JSON: {exc}"}
+    return None
+
+
+async def run_step(claimed: ClaimedStep, counts: CountsFn | None = None) -> StepOutcome:
+    started = time.perf_counter()
+    ctx = RunContext(
+        plan_id=claimed.plan_id,
+        step_idx=claimed.idx,
+        output=dict(claimed.output or {}),
+        data=dict(claimed.data or {}),
+        progress=0.0,
+        counts=counts,
+    )
+    error: dict[str, Any] | None = None
+    consumed: list[int] = []
+    marks = (0, 0)
+    cls: type[Action] | None = None
+    try:
+        cls = registered_action(claimed.action)
+        action = cls(claimed.idx, resolve_references(claimed.input, claimed.ref_outputs))
+        action._context = ctx
+        # a resumed or fresh step starts over; a woken one gets its events in order
+        deliveries: list[Event | None] = (
+            list(claimed.events) if claimed.claimed_from is StepState.SUSPENDED else [None]
+        )
+        if not deliveries:
+            # woken with nothing due (e.g. re-run after its executor died): run again
+            deliveries = [None]
+        for event in deliveries:
+            marks = (len(ctx.messages), len(ctx.sub_plans))
+            ctx.suspended = False
+            if event is not None and event.kind is EventKind.CANCEL and cls.cancellable:
+                ctx.data[CANCEL_RECEIVED] = True
+            outcome = action.run(event)
+            if inspect.isawaitable(outcome):
+                await outcome
+            if event is not None and event.id is not None:
+                consumed.append(event.id)
+            if not ctx.suspended:
+                break
+        if not ctx.suspended and cls.Output is not None:
+            ctx.output = cls.Output.model_validate(ctx.output).model_dump(mode="json")
+    except ValidationError as exc:
+        error = error_record(exc)
+        error["message"] = f"invalid output: {exc}"
+    except Exception as exc:
+        error = error_record(exc)
+        # what earlier events of this claim produced stands; the failed run's does not
+        del ctx.messages[marks[0] :]
+        del ctx.sub_plans[marks[1] :]
+    if error is None:
+        error = _unserialisable(ctx)
+    if error is not None:
+        state = _finish_state(cls, True) if cls is not None else StepState.ERROR
+    elif ctx.suspended:
+        state = StepState.SUSPENDED
+    elif ctx.data.get(CANCEL_RECEIVED):
+        state = StepState.CANCELLED
+    else:
+        state = StepState.SUCCESS
+    return StepOutcome(
+        plan_id=claimed.plan_id,
+        idx=claimed.idx,
+        action=claimed.action,
+        state=state,
+        output=ctx.output if state is StepState.SUCCESS else (ctx.output or None),
+        data=ctx.data,
+        error=error,
+        progress=ctx.progress,
+        run_seconds=time.perf_counter() - started,
+        consumed_events=consumed,
+        # timers of a step that did not stay suspended would never be delivered
+        new_events=ctx.new_events if state is StepState.SUSPENDED else [],
+        messages=ctx.messages,
+        sub_plans=ctx.sub_plans,
+        start_sub_plans=ctx.start_sub_plans if error is None else None,
+        cancel_sub_plans=ctx.cancel_sub_plans and error is None,
+    )

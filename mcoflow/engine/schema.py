@@ -1,0 +1,168 @@
+"""Table definitions shared by SQLite and PostgreSQL.
+
+Times are UTC epoch seconds (float): portable between both stores and cheap to compare.
+JSON documents are stored as text and encoded by the store, never pickled.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData()
+
+# BIGINT autoincrement is only a rowid alias on SQLite when spelled INTEGER.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+plans = Table(
+    "plans",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("action", String(255), nullable=False),
+    Column("label", String(500), nullable=False),
+    Column("args", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("result", String(16), nullable=False),
+    Column("flow", Text),
+    Column("error", Text),
+    Column("parent_plan_id", String(32)),
+    Column("parent_step_id", Integer),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("start_at", Float),
+    Column("start_before", Float),
+    # when the plan itself needs an executor: a delayed start or the finalize phase
+    Column("wake_at", Float),
+    Column("claimed_by", String(64)),
+    Column("needs_finalize", Boolean, nullable=False, server_default=text("false")),
+    Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
+    Column("progress", Float, nullable=False, server_default=text("0")),
+    Index("ix_plans_state_created", "state", "created_at"),
+    Index("ix_plans_created", "created_at"),
+    Index("ix_plans_parent", "parent_plan_id", "parent_step_id", "state"),
+    Index(
+        "ix_plans_wake",
+        "wake_at",
+        postgresql_where=text("wake_at IS NOT NULL"),
+        sqlite_where=text("wake_at IS NOT NULL"),
+    ),
+)
+
+steps = Table(
+    "steps",
+    metadata,
+    Column("plan_id", String(32), ForeignKey("plans.id", ondelete="CASCADE"), primary_key=True),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("parent", Integer),
+    Column("action", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("input", Text, nullable=False),
+    Column("output", Text),
+    Column("data", Text),
+    Column("error", Text),
+    Column("has_run", Boolean, nullable=False),
+    Column("has_finalize", Boolean, nullable=False),
+    Column("idempotent", Boolean, nullable=False),
+    Column("rescue", String(8), nullable=False),
+    Column("weight", Float, nullable=False),
+    Column("progress", Float, nullable=False, server_default=text("0")),
+    Column("pending_deps", Integer, nullable=False),
+    Column("dependents", Text, nullable=False),
+    Column("ref_dependents", Text, nullable=False),
+    # set exactly when the step can be claimed: due, unclaimed and with nothing to wait for
+    Column("ready_at", Float),
+    Column("claimed_by", String(64)),
+    Column("claimed_from", String(16)),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("run_seconds", Float, nullable=False, server_default=text("0")),
+    Index(
+        "ix_steps_ready",
+        "ready_at",
+        postgresql_where=text("ready_at IS NOT NULL"),
+        sqlite_where=text("ready_at IS NOT NULL"),
+    ),
+    Index(
+        "ix_steps_claimed",
+        "claimed_by",
+        postgresql_where=text("claimed_by IS NOT NULL"),
+        sqlite_where=text("claimed_by IS NOT NULL"),
+    ),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("plan_id", String(32), ForeignKey("plans.id", ondelete="CASCADE"), nullable=False),
+    Column("step_idx", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("dedupe_key", String(255), unique=True),
+    Column("due_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("consumed_at", Float),
+    Index(
+        "ix_events_open",
+        "plan_id",
+        "step_idx",
+        "due_at",
+        postgresql_where=text("consumed_at IS NULL"),
+        sqlite_where=text("consumed_at IS NULL"),
+    ),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("plan_id", String(32)),
+    Column("step_idx", Integer),
+    Column("destination", String(255), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("published_at", Float),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Index(
+        "ix_outbox_unpublished",
+        "created_at",
+        postgresql_where=text("published_at IS NULL"),
+        sqlite_where=text("published_at IS NULL"),
+    ),
+)
+
+executors = Table(
+    "executors",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+)
+
+history = Table(
+    "history",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("plan_id", String(32), ForeignKey("plans.id", ondelete="CASCADE"), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("what", String(64), nullable=False),
+    Column("detail", Text),
+    Column("by", String(255), nullable=False),
+    Index("ix_history_plan", "plan_id", "at"),
+)

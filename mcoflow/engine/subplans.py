@@ -1,0 +1,83 @@
+"""Actions that fan out into child plans (one per host, say) and wait for them.
+
+Counts always come from the database, so a restarted executor sees the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcoflow.engine.action import Action, Event, EventKind
+
+
+@dataclass(frozen=True)
+class SubPlan:
+    action: type[Action]
+    args: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
+
+
+class SubPlansFailed(RuntimeError):
+    pass
+
+
+class WithSubPlans(Action):
+    """Override ``create_sub_plans``; tune ``concurrency_limit`` and ``max_failures``
+    (plain ints, or read them from input by overriding the methods)."""
+
+    abstract = True
+    cancellable = True
+
+    def create_sub_plans(self) -> Iterable[SubPlan]:
+        raise TypeError(f"{type(self).__name__} must implement create_sub_plans")
+
+    def concurrency_limit(self) -> int | None:
+        return None
+
+    def max_failures(self) -> int | None:
+        """Stop starting new children once this many failed (None: never stop)."""
+        return None
+
+    async def run(self, event: Event | None = None) -> None:
+        ctx = self._running()
+        if event is None and not self.data.get("created"):
+            for spec in self.create_sub_plans():
+                ctx.create_sub_plan(spec.action, spec.args, spec.label)
+            self.data["created"] = len(ctx.sub_plans)
+            if not ctx.sub_plans:
+                self.output.update(total=0, success=0, failed=0, cancelled=0)
+                return
+        if event is not None and event.kind is EventKind.CANCEL:
+            ctx.cancel_sub_plans = True
+            self.data["cancelling"] = True
+        counts = await ctx.sub_plan_counts()
+        total = self.data["created"]
+        # children created in this very run are not in the database yet
+        planned = counts.planned if counts.total else total
+        limit = self.concurrency_limit()
+        threshold = self.max_failures()
+        stopping = self.data.get("cancelling") or (
+            threshold is not None and counts.failed >= threshold
+        )
+        if stopping:
+            ctx.cancel_sub_plans = True
+            planned = 0
+        else:
+            ctx.start_sub_plans = limit if limit is not None else total
+        self.set_progress(counts.finished / total if total else 1.0)
+        if counts.total and planned == 0 and counts.running == 0 and (stopping or counts.settled):
+            self.output.update(
+                total=total,
+                success=counts.success + counts.warning,
+                failed=counts.failed,
+                cancelled=total - counts.success - counts.warning - counts.failed,
+            )
+            if self.data.get("cancelling"):
+                return
+            if counts.failed:
+                reason = "stopped after" if stopping else "finished with"
+                raise SubPlansFailed(f"{reason} {counts.failed} failed of {total} sub-plans")
+            return
+        self.suspend()

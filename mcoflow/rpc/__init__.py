@@ -1,0 +1,85 @@
+"""Remote procedure calls: messages, filters, signing, transports and the client."""
+
+from __future__ import annotations
+
+from mcoflow.rpc.client import (
+    NO_RESPONSE,
+    HostResult,
+    NoResponse,
+    ReplyCallback,
+    RpcClient,
+    RpcResult,
+    RpcStats,
+    batches,
+)
+from mcoflow.rpc.envelope import open_reply, open_request, seal
+from mcoflow.rpc.filters import FactFilter, Filter
+from mcoflow.rpc.messages import (
+    MAX_MESSAGE_BYTES,
+    MessageError,
+    Reply,
+    Request,
+    StatusCode,
+    build_reply,
+    build_request,
+    encode_message,
+    parse_reply,
+    parse_request,
+)
+from mcoflow.rpc.responder import ActionFunc, HostProfile, Outcome, Refusal, Responder
+from mcoflow.rpc.security import (
+    ReplayGuard,
+    SecurityError,
+    Signer,
+    Verifier,
+    generate_keypair,
+    load_private_key,
+    load_public_key,
+)
+from mcoflow.rpc.transport import Handler, Subscription, Transport, TransportError
+from mcoflow.rpc.transports import MemoryBroker, MemoryTransport, transport_from_url
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "NO_RESPONSE",
+    "ActionFunc",
+    "FactFilter",
+    "Filter",
+    "Handler",
+    "HostProfile",
+    "HostResult",
+    "MemoryBroker",
+    "MemoryTransport",
+    "MessageError",
+    "NoResponse",
+    "Outcome",
+    "Refusal",
+    "ReplayGuard",
+    "Reply",
+    "ReplyCallback",
+    "Request",
+    "Responder",
+    "RpcClient",
+    "RpcResult",
+    "RpcStats",
+    "SecurityError",
+    "Signer",
+    "StatusCode",
+    "Subscription",
+    "Transport",
+    "TransportError",
+    "Verifier",
+    "batches",
+    "build_reply",
+    "build_request",
+    "encode_message",
+    "generate_keypair",
+    "load_private_key",
+    "load_public_key",
+    "open_reply",
+    "open_request",
+    "parse_reply",
+    "parse_request",
+    "seal",
+    "transport_from_url",
+]

@@ -1,0 +1,189 @@
+"""The host side of the protocol: receive, check, run, reply.
+
+``Responder`` serves one or many host identities over a transport with a table of
+async action functions. It is what the agent daemon needs from ``mcoflow.rpc``
+(signature check before parsing, ttl/time window, replay guard, filter, reply
+signing) without any OS knowledge, and what tests and benchmarks use to stand in
+for hosts. Answers to a repeated request id come from a small in-memory journal
+of recent replies, so a redelivered request is answered again but never run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from mcoflow.rpc.envelope import open_request, seal
+from mcoflow.rpc.messages import MessageError, Request, StatusCode, build_reply
+from mcoflow.rpc.security import ReplayGuard, SecurityError, Signer, Verifier
+from mcoflow.rpc.transport import Subscription, Transport
+
+__all__ = ["ActionFunc", "HostProfile", "Outcome", "Refusal", "Responder"]
+
+log = logging.getLogger(__name__)
+
+
+class HostProfile(BaseModel):
+    """What a host answers to: its identity, facts and classes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    identity: str
+    facts: dict[str, Any] = {}
+    classes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    statuscode: StatusCode = StatusCode.OK
+    statusmsg: str = "OK"
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+ActionFunc = Callable[[Request, HostProfile], Awaitable[Outcome]]
+
+
+class Refusal(Enum):
+    SECURITY = "security"  # unsigned, forged, unknown signer, impersonated caller
+    MALFORMED = "malformed"
+    EXPIRED = "expired"  # outside the ttl/time window, or replayed while in progress
+    DUPLICATE = "duplicate"  # seen before: answered from the journal, not run
+    COLLECTIVE = "collective"
+
+
+class Responder:
+    JOURNAL_SIZE = 100_000
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        collective: str,
+        signer: Signer,
+        verifier: Verifier,
+        actions: Mapping[str, Mapping[str, ActionFunc]],
+        hosts: Sequence[HostProfile],
+        clock_skew: float = 60.0,
+    ) -> None:
+        self.transport = transport
+        self.collective = collective
+        self.signer = signer
+        self.verifier = verifier
+        self.actions = actions
+        self.hosts = list(hosts)
+        self.agents = sorted(actions)
+        self.refusals: Counter[Refusal] = Counter()
+        self.refusal_log: deque[tuple[str, Refusal, str]] = deque(maxlen=1000)
+        self.handled = 0
+        self._guards = {h.identity: ReplayGuard(clock_skew=clock_skew) for h in self.hosts}
+        self._journal: OrderedDict[tuple[str, str], tuple[str, bytes]] = OrderedDict()
+        self._subscriptions: list[Subscription] = []
+
+    async def start(self) -> None:
+        for host in self.hosts:
+            self._subscriptions.append(
+                await self.transport.subscribe_host(
+                    identity=host.identity,
+                    collective=self.collective,
+                    agents=self.agents,
+                    handler=self._handler_for(host),
+                )
+            )
+
+    async def stop(self) -> None:
+        subscriptions, self._subscriptions = self._subscriptions, []
+        for subscription in subscriptions:
+            await subscription.cancel()
+
+    def _handler_for(self, host: HostProfile) -> Callable[[bytes], Awaitable[None]]:
+        async def handle(envelope: bytes) -> None:
+            await self.handle(host, envelope)
+
+        return handle
+
+    def _refuse(self, host: HostProfile, kind: Refusal, reason: str) -> None:
+        self.refusals[kind] += 1
+        self.refusal_log.append((host.identity, kind, reason))
+        log.warning("%s refused a request (%s): %s", host.identity, kind.value, reason)
+
+    async def handle(self, host: HostProfile, envelope: bytes) -> None:
+        """Process one delivered envelope for ``host``; raises only if the reply
+        could not be published (so the broker redelivers the request)."""
+        try:
+            request = open_request(envelope, self.verifier)
+        except SecurityError as exc:
+            self._refuse(host, Refusal.SECURITY, exc.reason)
+            return
+        except MessageError as exc:
+            self._refuse(host, Refusal.MALFORMED, exc.reason)
+            return
+        if request.collective != self.collective:
+            self._refuse(host, Refusal.COLLECTIVE, f"collective {request.collective!r}")
+            return
+        key = (host.identity, request.id)
+        recorded = self._journal.get(key)
+        if recorded is not None:
+            self._refuse(host, Refusal.DUPLICATE, f"request {request.id} already answered")
+            await self.transport.publish_reply(recorded[1], reply_to=recorded[0])
+            return
+        try:
+            self._guards[host.identity].check(request.id, request.time, request.ttl)
+        except SecurityError as exc:
+            self._refuse(host, Refusal.EXPIRED, exc.reason)
+            return
+        if not request.filter.matches(
+            identity=host.identity, facts=host.facts, classes=host.classes, agents=self.agents
+        ):
+            return
+        outcome = await self._run(request, host)
+        reply = build_reply(
+            request,
+            sender=host.identity,
+            statuscode=outcome.statuscode,
+            statusmsg=outcome.statusmsg,
+            data=outcome.data,
+        )
+        try:
+            sealed = seal(reply, self.signer)
+        except MessageError as exc:
+            sealed = seal(
+                build_reply(
+                    request,
+                    sender=host.identity,
+                    statuscode=StatusCode.UNKNOWN_ERROR,
+                    statusmsg=f"reply not sendable: {exc.reason}",
+                ),
+                self.signer,
+            )
+        # Recorded before publishing so a redelivery after a failed publish is
+        # answered from here rather than run again.
+        self._journal[key] = (request.reply_to, sealed)
+        if len(self._journal) > self.JOURNAL_SIZE:
+            self._journal.popitem(last=False)
+        self.handled += 1
+        await self.transport.publish_reply(sealed, reply_to=request.reply_to)
+
+    async def _run(self, request: Request, host: HostProfile) -> Outcome:
+        agent = self.actions.get(request.agent)
+        action = agent.get(request.action) if agent is not None else None
+        if action is None:
+            return Outcome(
+                StatusCode.UNKNOWN_ACTION, f"unknown action {request.agent}.{request.action}"
+            )
+        try:
+            return await action(request, host)
+        except Exception as exc:
+            log.exception("%s.%s failed on %s", request.agent, request.action, host.identity)
+            return Outcome(StatusCode.UNKNOWN_ERROR, f"{type(exc).__name__}: {exc}")
+
+
+async def ping(request: Request, host: HostProfile) -> Outcome:
+    """``rpcutil.ping``: what discovery broadcasts."""
+    return Outcome(data={"pong": time.time()})

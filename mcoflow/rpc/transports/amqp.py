@@ -1,0 +1,302 @@
+"""RabbitMQ transport (aio-pika).
+
+Topology (all durable, so a broker restart keeps it):
+- exchange ``mcoflow.broadcast`` (topic): routing key ``<collective>/<agent>``;
+- exchange ``mcoflow.direct`` (direct): routing key ``<collective>/<identity>``;
+- one queue per host, ``mcoflow.<collective>.node.<identity>``, bound to both;
+- one queue per reply destination, named ``reply_to``, shared by competing consumers,
+  reached through the default exchange.
+
+Direct requests and replies are persistent and published with confirms; a request
+carries the request ttl as its AMQP expiration so a host that is away does not
+find stale work. Broadcasts are transient: they are for the hosts that are up.
+The connection is robust: on loss it reconnects and restores the topology and the
+consumers, and publishing waits for the reconnection (up to ``publish_timeout``)
+instead of losing the message. A retried publish may arrive twice; receivers
+deduplicate (see mcoflow.rpc.transport).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import DeliveryError
+
+from mcoflow.rpc.transport import Handler, Subscription, Transport, TransportError
+
+__all__ = ["AmqpTransport"]
+
+log = logging.getLogger(__name__)
+
+BROADCAST_EXCHANGE = "mcoflow.broadcast"
+DIRECT_EXCHANGE = "mcoflow.direct"
+MAX_KEY = 255
+
+
+def _key(*parts: str) -> str:
+    key = "/".join(parts)
+    if len(key.encode()) > MAX_KEY:
+        raise TransportError(f"AMQP routing key too long ({len(key)} > {MAX_KEY}): {key[:40]}…")
+    return key
+
+
+def host_queue_name(collective: str, identity: str) -> str:
+    return f"mcoflow.{collective}.node.{identity}"
+
+
+class _AmqpSubscription(Subscription):
+    def __init__(self, transport: AmqpTransport, queue: AbstractQueue, tag: str) -> None:
+        self._transport = transport
+        self._queue = queue
+        self._tag = tag
+        self._cancelled = False
+
+    async def cancel(self) -> None:
+        if self._cancelled:
+            return
+        self._cancelled = True
+        self._transport._subscriptions.discard(self)
+        if self._transport.connected:
+            try:
+                await self._queue.cancel(self._tag)
+            except Exception as exc:  # the channel may already be gone; nothing to undo
+                log.debug("cancelling consumer %s failed: %s", self._tag, exc)
+
+
+class AmqpTransport(Transport):
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefetch: int = 256,
+        publish_timeout: float = 30.0,
+        reconnect_interval: float = 0.5,
+        requeue_delay: float = 0.5,
+    ) -> None:
+        self.url = url
+        self.prefetch = prefetch
+        self.publish_timeout = publish_timeout
+        self.reconnect_interval = reconnect_interval
+        self.requeue_delay = requeue_delay
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._consume_channel: AbstractChannel | None = None
+        self._broadcast: AbstractExchange | None = None
+        self._direct: AbstractExchange | None = None
+        self._consume_broadcast: AbstractExchange | None = None
+        self._consume_direct: AbstractExchange | None = None
+        self._subscriptions: set[_AmqpSubscription] = set()
+        self._closing = False
+
+    @property
+    def connected(self) -> bool:
+        connection = self._connection
+        return connection is not None and not connection.is_closed and connection.connected.is_set()
+
+    async def connect(self) -> None:
+        if self._connection is not None:
+            return
+        self._closing = False
+        try:
+            self._connection = await aio_pika.connect_robust(
+                self.url,
+                reconnect_interval=self.reconnect_interval,
+                client_properties={"connection_name": "mcoflow"},
+            )
+        except Exception as exc:
+            raise TransportError(f"cannot connect to {_safe_url(self.url)}: {exc}") from exc
+        self._publish_channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        self._consume_channel = await self._connection.channel(publisher_confirms=False)
+        await self._consume_channel.set_qos(prefetch_count=self.prefetch)
+        self._broadcast, self._direct = await self._exchanges(self._publish_channel)
+        self._consume_broadcast, self._consume_direct = await self._exchanges(self._consume_channel)
+
+    @staticmethod
+    async def _exchanges(channel: AbstractChannel) -> tuple[AbstractExchange, AbstractExchange]:
+        broadcast = await channel.declare_exchange(
+            BROADCAST_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        direct = await channel.declare_exchange(
+            DIRECT_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        return broadcast, direct
+
+    async def close(self) -> None:
+        self._closing = True
+        for subscription in list(self._subscriptions):
+            await subscription.cancel()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+
+    # -- publishing -------------------------------------------------------------------
+
+    async def publish_request(
+        self,
+        envelope: bytes,
+        *,
+        collective: str,
+        agent: str,
+        identities: Sequence[str] | None,
+        ttl: float | None = None,
+    ) -> None:
+        expiration = max(ttl, 0.001) if ttl is not None else None
+        if identities is None:
+            message = aio_pika.Message(
+                envelope,
+                delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+                expiration=expiration,
+                content_type="application/json",
+            )
+            await self._publish("broadcast", _key(collective, agent), message)
+            return
+        message = aio_pika.Message(
+            envelope,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            expiration=expiration,
+            content_type="application/json",
+        )
+        await asyncio.gather(
+            *(self._publish("direct", _key(collective, i), message) for i in identities)
+        )
+
+    async def publish_reply(self, envelope: bytes, *, reply_to: str) -> None:
+        message = aio_pika.Message(
+            envelope,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            content_type="application/json",
+        )
+        try:
+            await self._publish("default", reply_to, message, mandatory=True)
+        except DeliveryError:
+            # No queue by that name: its caller is gone for good (a transient reply
+            # queue) or never existed; retrying cannot help.
+            log.warning("reply to %r returned by the broker (no such queue); dropped", reply_to)
+
+    async def _publish(
+        self, exchange: str, routing_key: str, message: aio_pika.Message, *, mandatory: bool = False
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.publish_timeout
+        while True:
+            if self._connection is None or self._publish_channel is None:
+                raise TransportError("AMQP transport is not connected")
+            target = {
+                "broadcast": self._broadcast,
+                "direct": self._direct,
+                "default": self._publish_channel.default_exchange,
+            }[exchange]
+            assert target is not None
+            remaining = deadline - loop.time()
+            try:
+                await target.publish(
+                    message, routing_key, mandatory=mandatory, timeout=max(remaining, 0.1)
+                )
+                return
+            except DeliveryError:
+                raise
+            except Exception as exc:
+                # Broker or connection trouble: wait for the robust connection to come
+                # back and publish again rather than lose the message.
+                remaining = deadline - loop.time()
+                if self._closing or remaining <= 0:
+                    raise TransportError(f"publish to {routing_key!r} failed: {exc!r}") from exc
+                log.info("publish to %r failed (%r); retrying after reconnection", routing_key, exc)
+                await self._wait_connected(min(remaining, 1.0))
+
+    async def _wait_connected(self, limit: float) -> None:
+        connection = self._connection
+        await asyncio.sleep(0.05)
+        if connection is None:
+            return
+        try:
+            await asyncio.wait_for(connection.connected.wait(), limit)
+        except TimeoutError:
+            return
+        # The connection is up before its channels are restored; give them a moment.
+        await asyncio.sleep(0.05)
+
+    # -- consuming --------------------------------------------------------------------
+
+    def _callback(self, handler: Handler) -> Any:
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            try:
+                await handler(message.body)
+            except Exception:
+                log.exception("handler failed; message given back to the broker")
+                # A short pause so a message that fails at once does not spin.
+                await asyncio.sleep(self.requeue_delay)
+                await _settle(message, ack=False)
+                return
+            await _settle(message, ack=True)
+
+        return on_message
+
+    async def subscribe_host(
+        self, *, identity: str, collective: str, agents: Sequence[str], handler: Handler
+    ) -> Subscription:
+        channel = self._require_channel()
+        assert self._consume_broadcast is not None
+        assert self._consume_direct is not None
+        queue = await channel.declare_queue(host_queue_name(collective, identity), durable=True)
+        await queue.bind(self._consume_direct, _key(collective, identity))
+        for agent in dict.fromkeys(agents):
+            await queue.bind(self._consume_broadcast, _key(collective, agent))
+        tag = await queue.consume(self._callback(handler))
+        subscription = _AmqpSubscription(self, queue, tag)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    async def subscribe_replies(
+        self, *, reply_to: str, handler: Handler, transient: bool = False
+    ) -> Subscription:
+        channel = self._require_channel()
+        if transient:
+            queue = await channel.declare_queue(reply_to, exclusive=True, auto_delete=True)
+        else:
+            queue = await channel.declare_queue(reply_to, durable=True)
+        tag = await queue.consume(self._callback(handler))
+        subscription = _AmqpSubscription(self, queue, tag)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    async def forget_host(self, *, identity: str, collective: str) -> None:
+        channel = self._require_channel()
+        await channel.queue_delete(host_queue_name(collective, identity))
+
+    def _require_channel(self) -> AbstractChannel:
+        if self._consume_channel is None:
+            raise TransportError("AMQP transport is not connected")
+        return self._consume_channel
+
+
+async def _settle(message: AbstractIncomingMessage, *, ack: bool) -> None:
+    try:
+        if ack:
+            await message.ack()
+        else:
+            await message.nack(requeue=True)
+    except Exception as exc:
+        # The channel it came on is gone; the broker redelivers it on its own.
+        log.info("could not settle message (%r); the broker will redeliver it", exc)
+
+
+def _safe_url(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}:{parts.port or ''}{parts.path}"

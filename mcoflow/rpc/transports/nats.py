@@ -1,0 +1,355 @@
+"""NATS transport (nats-py).
+
+Subjects: ``<collective>.broadcast.<agent>`` (broadcast), ``<collective>.node.<identity>``
+(direct) and ``<reply_to>`` (replies).
+
+Durability: direct requests and replies go through JetStream, so they wait for a
+host or caller that is away or reconnecting and are acknowledged only after the
+handler returned:
+- stream ``MCOFLOW_NODES`` (work-queue retention, subjects ``*.node.>``) with one
+  durable consumer per host;
+- one stream per reply destination with one durable consumer shared by the
+  caller's processes as a deliver group (competing consumers).
+Publishes carry a ``Nats-Msg-Id`` so a publish retried after a disconnection is
+stored once. Broadcasts use core NATS: they reach the hosts connected at that
+moment and are lost for a host that is disconnected (the caller then reports it
+as "no response"), which matches what a broadcast is for.
+A transient reply destination (``transient=True``) is a core subscription; a reply
+sent to it while the caller is disconnected is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.errors import BadRequestError, NotFoundError
+
+from mcoflow.rpc.transport import Handler, Subscription, Transport, TransportError
+
+__all__ = ["NatsTransport"]
+
+log = logging.getLogger(__name__)
+
+NODES_STREAM = "MCOFLOW_NODES"
+
+
+def _durable_name(prefix: str, *parts: str) -> str:
+    # Consumer and stream names may not contain '.', '*', '>' or spaces; a digest
+    # keeps different names different after the unsafe characters are replaced.
+    readable = re.sub(r"[^A-Za-z0-9_-]", "_", "_".join(parts))[:64]
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+    return f"{prefix}{readable}_{digest}"
+
+
+def _msg_id(*parts: bytes | str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+class _NatsSubscription(Subscription):
+    def __init__(self, transport: NatsTransport, subs: list[Any]) -> None:
+        self._transport = transport
+        self._subs = subs
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._cancelled = False
+
+    async def cancel(self) -> None:
+        if self._cancelled:
+            return
+        self._cancelled = True
+        self._transport._subscriptions.discard(self)
+        for sub in self._subs:
+            try:
+                # unsubscribe keeps a durable consumer (unlike JetStream's helper
+                # which deletes ephemeral ones only); its unacked messages return.
+                await sub.unsubscribe()
+            except Exception as exc:
+                log.debug("unsubscribe failed: %r", exc)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class NatsTransport(Transport):
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefetch: int = 256,
+        publish_timeout: float = 30.0,
+        requeue_delay: float = 0.5,
+        stream_max_age: float = 7 * 24 * 3600.0,
+    ) -> None:
+        self.url = url
+        self.prefetch = prefetch
+        self.publish_timeout = publish_timeout
+        self.requeue_delay = requeue_delay
+        self.stream_max_age = stream_max_age
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._subscriptions: set[_NatsSubscription] = set()
+        self._reply_streams: dict[str, str] = {}
+        self._closing = False
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def connect(self) -> None:
+        if self._nc is not None:
+            return
+        self._closing = False
+
+        async def on_error(exc: Exception) -> None:
+            log.warning("NATS: %r", exc)
+
+        async def on_disconnect() -> None:
+            log.info("NATS: disconnected; reconnecting")
+
+        async def on_reconnect() -> None:
+            log.info("NATS: reconnected")
+
+        try:
+            self._nc = await nats.connect(
+                self.url,
+                name="mcoflow",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                allow_reconnect=True,
+                error_cb=on_error,
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+                connect_timeout=5,
+            )
+        except Exception as exc:
+            raise TransportError(f"cannot connect to NATS at {self.url}: {exc!r}") from exc
+        self._js = self._nc.jetstream(timeout=5)
+        await self._ensure_stream(
+            NODES_STREAM, ["*.node.>"], retention=api.RetentionPolicy.WORK_QUEUE
+        )
+
+    async def _ensure_stream(
+        self, name: str, subjects: list[str], *, retention: api.RetentionPolicy
+    ) -> None:
+        js = self._require_js()
+        config = api.StreamConfig(
+            name=name,
+            subjects=subjects,
+            retention=retention,
+            storage=api.StorageType.FILE,
+            max_age=self.stream_max_age,
+            duplicate_window=120.0,
+        )
+        try:
+            await js.add_stream(config)
+        except BadRequestError as exc:
+            # Already there with other settings (e.g. another max_age): use it as is.
+            log.debug("stream %s exists: %r", name, exc)
+
+    async def close(self) -> None:
+        self._closing = True
+        for subscription in list(self._subscriptions):
+            await subscription.cancel()
+        nc, self._nc, self._js = self._nc, None, None
+        if nc is not None:
+            try:
+                await nc.drain()
+            except Exception as exc:
+                log.debug("drain failed: %r", exc)
+            if not nc.is_closed:
+                await nc.close()
+
+    def _require_js(self) -> JetStreamContext:
+        if self._js is None:
+            raise TransportError("NATS transport is not connected")
+        return self._js
+
+    def _require_nc(self) -> Client:
+        if self._nc is None:
+            raise TransportError("NATS transport is not connected")
+        return self._nc
+
+    # -- publishing -------------------------------------------------------------------
+
+    async def publish_request(
+        self,
+        envelope: bytes,
+        *,
+        collective: str,
+        agent: str,
+        identities: Sequence[str] | None,
+        ttl: float | None = None,
+    ) -> None:
+        if identities is None:
+            await self._require_nc().publish(f"{collective}.broadcast.{agent}", envelope)
+            return
+        await asyncio.gather(
+            *(
+                self._js_publish(f"{collective}.node.{identity}", envelope)
+                for identity in identities
+            )
+        )
+
+    async def publish_reply(self, envelope: bytes, *, reply_to: str) -> None:
+        try:
+            await self._js_publish(reply_to, envelope)
+        except _NoStream:
+            # No durable reply destination: a transient caller listens on core NATS.
+            await self._require_nc().publish(reply_to, envelope)
+
+    async def _js_publish(self, subject: str, envelope: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.publish_timeout
+        headers = {"Nats-Msg-Id": _msg_id(subject, envelope)}
+        while True:
+            js = self._require_js()
+            remaining = deadline - loop.time()
+            try:
+                await js.publish(
+                    subject, envelope, timeout=max(min(remaining, 5.0), 0.1), headers=headers
+                )
+                return
+            except nats.errors.NoRespondersError:
+                # Connected, yet no stream listens on that subject.
+                if self.connected:
+                    raise _NoStream(subject) from None
+                exc: Exception = TransportError("disconnected")
+            except Exception as error:
+                exc = error
+            remaining = deadline - loop.time()
+            if self._closing or remaining <= 0:
+                raise TransportError(f"publish to {subject!r} failed: {exc!r}") from exc
+            log.info("publish to %r failed (%r); retrying", subject, exc)
+            await asyncio.sleep(min(0.2, remaining))
+
+    # -- consuming --------------------------------------------------------------------
+
+    def _callback(self, subscription: _NatsSubscription, handler: Handler, *, acked: bool) -> Any:
+        slots = asyncio.Semaphore(self.prefetch)
+
+        async def run(msg: Msg) -> None:
+            async with slots:
+                try:
+                    await handler(msg.data)
+                except Exception:
+                    if acked:
+                        log.exception("handler failed; message given back to the broker")
+                        await _settle(msg, ack=False, delay=self.requeue_delay)
+                    else:
+                        log.exception("handler failed; core NATS message dropped")
+                    return
+                if acked:
+                    await _settle(msg, ack=True, delay=0)
+
+        async def on_message(msg: Msg) -> None:
+            # nats-py runs one callback at a time per subscription; run each message
+            # in its own task so one slow handler does not hold up the others.
+            task = asyncio.get_running_loop().create_task(run(msg))
+            subscription._tasks.add(task)
+            task.add_done_callback(subscription._tasks.discard)
+
+        return on_message
+
+    async def subscribe_host(
+        self, *, identity: str, collective: str, agents: Sequence[str], handler: Handler
+    ) -> Subscription:
+        nc, js = self._require_nc(), self._require_js()
+        subscription = _NatsSubscription(self, [])
+        subject = f"{collective}.node.{identity}"
+        durable = _durable_name("node_", collective, identity)
+        config = api.ConsumerConfig(
+            durable_name=durable,
+            filter_subject=subject,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            max_ack_pending=self.prefetch,
+            ack_wait=30.0,
+        )
+        subscription._subs.append(
+            await js.subscribe(
+                subject,
+                durable=durable,
+                stream=NODES_STREAM,
+                config=config,
+                manual_ack=True,
+                cb=self._callback(subscription, handler, acked=True),
+            )
+        )
+        for agent in dict.fromkeys(agents):
+            subscription._subs.append(
+                await nc.subscribe(
+                    f"{collective}.broadcast.{agent}",
+                    cb=self._callback(subscription, handler, acked=False),
+                )
+            )
+        self._subscriptions.add(subscription)
+        return subscription
+
+    async def subscribe_replies(
+        self, *, reply_to: str, handler: Handler, transient: bool = False
+    ) -> Subscription:
+        nc, js = self._require_nc(), self._require_js()
+        subscription = _NatsSubscription(self, [])
+        if transient:
+            subscription._subs.append(
+                await nc.subscribe(reply_to, cb=self._callback(subscription, handler, acked=False))
+            )
+        else:
+            stream = _durable_name("MCOFLOW_REPLY_", reply_to)
+            await self._ensure_stream(stream, [reply_to], retention=api.RetentionPolicy.WORK_QUEUE)
+            durable = _durable_name("replies_", reply_to)
+            config = api.ConsumerConfig(
+                durable_name=durable,
+                deliver_group=durable,
+                ack_policy=api.AckPolicy.EXPLICIT,
+                max_ack_pending=10 * self.prefetch,
+                ack_wait=30.0,
+            )
+            subscription._subs.append(
+                await js.subscribe(
+                    reply_to,
+                    queue=durable,
+                    durable=durable,
+                    stream=stream,
+                    config=config,
+                    manual_ack=True,
+                    cb=self._callback(subscription, handler, acked=True),
+                )
+            )
+        self._subscriptions.add(subscription)
+        return subscription
+
+    async def forget_host(self, *, identity: str, collective: str) -> None:
+        """Delete a decommissioned host's durable consumer (and so its pending requests)."""
+        with contextlib.suppress(NotFoundError):
+            await self._require_js().delete_consumer(
+                NODES_STREAM, _durable_name("node_", collective, identity)
+            )
+
+
+class _NoStream(Exception):
+    pass
+
+
+async def _settle(msg: Msg, *, ack: bool, delay: float) -> None:
+    try:
+        if ack:
+            await msg.ack()
+        else:
+            await msg.nak(delay=delay)
+    except Exception as exc:
+        # Disconnected: the server redelivers after ack_wait.
+        log.info("could not settle message (%r); the server will redeliver it", exc)

@@ -1,0 +1,181 @@
+"""The daemon end to end over the memory transport: signed request in, signed reply out."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from mcoflow.agent.providers import SimulationSettings
+from mcoflow.rpc.filters import FactFilter, Filter
+from mcoflow.rpc.messages import Request, StatusCode
+
+MakeRequest = Callable[..., Request]
+Eventually = Callable[..., Awaitable[None]]
+
+
+async def test_ping_is_answered_with_a_signed_reply(
+    harness: Any, make_request: MakeRequest
+) -> None:
+    before = time.time()
+    [reply] = await harness.call(make_request("rpcutil", "ping"))
+    assert reply.statuscode is StatusCode.OK
+    assert reply.sender == "web1"
+    assert reply.data["pong"] >= before
+
+
+async def test_inventory_reports_agents_facts_and_classes(
+    harness: Any, make_request: MakeRequest
+) -> None:
+    [reply] = await harness.call(make_request("rpcutil", "inventory"))
+    assert reply.statuscode is StatusCode.OK
+    assert reply.data["agents"] == ["rpcutil", "package", "service"]
+    assert reply.data["classes"] == ["webserver"]
+    assert reply.data["facts"]["role"] == "web"
+    assert reply.data["facts"]["identity"] == "web1"
+    assert {"os_family", "os_release", "architecture", "hostname"} <= set(reply.data["facts"])
+
+
+async def test_get_fact(harness: Any, make_request: MakeRequest) -> None:
+    [known] = await harness.call(make_request("rpcutil", "get_fact", {"fact": "role"}))
+    [unknown] = await harness.call(make_request("rpcutil", "get_fact", {"fact": "nope"}))
+    assert known.data == {"fact": "role", "value": "web"}
+    assert unknown.statuscode is StatusCode.OK
+    assert unknown.data["value"] is None
+
+
+async def test_install_then_again_reports_changed_then_unchanged(
+    harness: Any, make_request: MakeRequest
+) -> None:
+    [first] = await harness.call(make_request("package", "install", {"package": "hello"}))
+    [second] = await harness.call(make_request("package", "install", {"package": "hello"}))
+    assert first.statuscode is StatusCode.OK, first.statusmsg
+    assert first.data["changed"] is True
+    assert first.data["ensure"] == "installed"
+    assert first.data["provider"] == "simulated"
+    assert second.statuscode is StatusCode.OK
+    assert second.data["changed"] is False
+    assert harness.fleet.install_count("web1") == 1
+
+
+async def test_uninstall_and_service_restart(harness: Any, make_request: MakeRequest) -> None:
+    await harness.call(make_request("package", "install", {"package": "cron"}))
+    [removed] = await harness.call(make_request("package", "uninstall", {"package": "cron"}))
+    [again] = await harness.call(make_request("package", "uninstall", {"package": "cron"}))
+    [restart] = await harness.call(make_request("service", "restart", {"service": "cron"}))
+    [status] = await harness.call(make_request("service", "status", {"service": "cron"}))
+    assert (removed.data["changed"], removed.data["ensure"]) == (True, "absent")
+    assert again.data["changed"] is False
+    assert (restart.statuscode, restart.data["status"]) == (StatusCode.OK, "running")
+    assert status.data == {**status.data, "status": "running", "changed": False}
+
+
+async def test_provider_failure_is_status_1_with_outputs(
+    harness_factory: Any, make_request: MakeRequest
+) -> None:
+    harness = await harness_factory(simulation=SimulationSettings(failure_rate=1.0))
+    [reply] = await harness.call(make_request("package", "install", {"package": "hello"}))
+    assert reply.statuscode is StatusCode.ABORTED
+    assert "simulated failure" in reply.statusmsg
+    assert set(reply.data) == {"ensure", "version", "arch", "provider", "changed", "output"}
+
+
+async def test_unknown_agent_and_action_are_status_2(
+    harness: Any, make_request: MakeRequest
+) -> None:
+    [no_action] = await harness.call(make_request("package", "explode", {"package": "x"}))
+    [no_agent] = await harness.call(make_request("puppet", "runonce"))
+    assert no_action.statuscode is StatusCode.UNKNOWN_ACTION
+    assert "package.explode" in no_action.statusmsg
+    assert no_agent.statuscode is StatusCode.UNKNOWN_ACTION
+    assert harness.fleet.calls == {}
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "field"),
+    [
+        ({}, StatusCode.MISSING_DATA, "package"),
+        ({"package": "Bad Name"}, StatusCode.INVALID_DATA, "package"),
+        ({"package": "x" * 300}, StatusCode.INVALID_DATA, "package"),
+        ({"package": 5}, StatusCode.INVALID_DATA, "package"),
+        ({"package": "hello", "version": "1.0; rm -rf /"}, StatusCode.INVALID_DATA, "version"),
+        ({"package": "hello", "extra": 1}, StatusCode.INVALID_DATA, "extra"),
+    ],
+)
+async def test_bad_input_is_refused_naming_the_field(
+    harness: Any, make_request: MakeRequest, data: dict[str, Any], code: StatusCode, field: str
+) -> None:
+    [reply] = await harness.call(make_request("package", "install", data))
+    assert reply.statuscode is code
+    assert reply.statusmsg.startswith(f"input {field} ")
+    assert harness.fleet.calls == {}
+
+
+async def test_broadcast_reaches_only_matching_hosts(
+    harness_factory: Any, make_request: MakeRequest, eventually: Eventually
+) -> None:
+    harness = await harness_factory(identities=["web1", "web2", "db1"], simulate_hosts=0)
+    match_web = make_request(filter=Filter(identity=("/^web/",)))
+    match_facts = make_request(
+        filter=Filter(facts=(FactFilter(fact="cpus", operator=">=", value="4"),))
+    )
+    match_none = make_request(filter=Filter(classes=("dbserver",)))
+    for request in (match_web, match_facts, match_none):
+        await harness.broadcast(request)
+    await eventually(lambda: _senders(harness, match_web) == ["web1", "web2"])
+    await eventually(lambda: _senders(harness, match_facts) == ["db1", "web1", "web2"])
+    # Sent after the others on the same queue: once its reply is in, the others were handled.
+    last = make_request()
+    await harness.broadcast(last)
+    await eventually(lambda: len(harness.replies_to(last)) == 3)
+    assert harness.replies_to(match_none) == []
+
+
+def _senders(harness: Any, request: Request) -> list[str]:
+    senders = sorted(r.sender for r in harness.replies_to(request))
+    assert senders, "no replies yet"
+    return senders
+
+
+async def test_direct_request_whose_filter_does_not_match_is_answered_not_run(
+    harness: Any, make_request: MakeRequest
+) -> None:
+    request = make_request(
+        "package", "install", {"package": "hello"}, filter=Filter(classes=("dbserver",))
+    )
+    [reply] = await harness.call(request)
+    assert reply.statuscode is StatusCode.ABORTED
+    assert "does not match" in reply.statusmsg
+    assert harness.fleet.install_count("web1") == 0
+
+
+async def test_simulated_hosts_answer_one_broadcast(
+    harness_factory: Any, make_request: MakeRequest, eventually: Eventually
+) -> None:
+    harness = await harness_factory(simulate_hosts=300)
+    request = make_request()
+    await harness.broadcast(request)
+    await eventually(lambda: len(harness.replies_to(request)) == 300)
+    assert {r.sender for r in harness.replies_to(request)} == {
+        f"sim-{n:05d}" for n in range(1, 301)
+    }
+    direct = make_request("package", "install", {"package": "hello"})
+    await harness.send(direct, identities=["sim-00007"])
+    await eventually(lambda: len(harness.replies_to(direct)) == 1)
+    assert harness.replies_to(direct)[0].sender == "sim-00007"
+    assert harness.fleet.install_count("sim-00007") == 1
+    assert harness.fleet.total("install") == 1
+
+
+async def test_refusals_are_logged(
+    harness: Any, make_request: MakeRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mcoflow.agent")
+    await harness.call(make_request("package", "install", {}))
+    assert any(
+        "refused request" in r.message and "caller ops" in r.message and "package" in r.message
+        for r in caplog.records
+    )

@@ -1,0 +1,213 @@
+"""Requests that must be refused: logged with the reason, and nothing run."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcoflow.agent.journal import Journal
+from mcoflow.rpc.envelope import seal
+from mcoflow.rpc.messages import Request, StatusCode
+
+MakeRequest = Callable[..., Request]
+Eventually = Callable[..., Awaitable[None]]
+
+
+def _logged(caplog: pytest.LogCaptureFixture, *parts: str) -> bool:
+    return any(all(p in r.getMessage() for p in parts) for r in caplog.records)
+
+
+@pytest.fixture(autouse=True)
+def _capture(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mcoflow.agent")
+
+
+def _install(make_request: MakeRequest, **kw: Any) -> Request:
+    return make_request("package", "install", {"package": "hello"}, **kw)
+
+
+async def test_forged_signature_is_refused(
+    harness: Any,
+    make_request: MakeRequest,
+    caplog: pytest.LogCaptureFixture,
+    eventually: Eventually,
+) -> None:
+    request = _install(make_request)
+    frame = json.loads(seal(request, harness.keys.caller))
+    tampered = request.model_copy(update={"data": {"package": "evil"}})
+    frame["body"] = base64.b64encode(tampered.model_dump_json().encode()).decode()
+    await harness.send(request, envelope=json.dumps(frame).encode())
+    await eventually(lambda: _logged(caplog, "refused message", "bad signature", "ops"))
+    assert harness.replies == []
+    assert harness.fleet.calls == {}
+
+
+async def test_unknown_signer_is_refused(
+    harness: Any,
+    make_request: MakeRequest,
+    caplog: pytest.LogCaptureFixture,
+    eventually: Eventually,
+) -> None:
+    request = _install(make_request, caller="intruder")
+    await harness.send(request, signer=harness.keys.intruder)
+    await eventually(lambda: _logged(caplog, "refused message", "unknown signer", "intruder"))
+    assert harness.replies == []
+    assert harness.fleet.calls == {}
+
+
+async def test_caller_impersonation_is_refused(
+    harness: Any,
+    make_request: MakeRequest,
+    caplog: pytest.LogCaptureFixture,
+    eventually: Eventually,
+) -> None:
+    # Signed by a trusted key, but claiming to be somebody else.
+    request = _install(make_request, caller="admin")
+    await harness.send(request)
+    await eventually(lambda: _logged(caplog, "refused message", "claims caller 'admin'"))
+    assert harness.replies == []
+    assert harness.fleet.calls == {}
+
+
+async def test_unsigned_and_garbage_messages_are_refused(
+    harness: Any,
+    make_request: MakeRequest,
+    caplog: pytest.LogCaptureFixture,
+    eventually: Eventually,
+) -> None:
+    request = _install(make_request)
+    await harness.send(request, envelope=request.model_dump_json().encode())
+    await harness.send(request, envelope=b"\xff\x00not json")
+    await eventually(lambda: _logged(caplog, "refused message", "version 1 expected"))
+    await eventually(lambda: _logged(caplog, "refused message", "invalid JSON"))
+    assert harness.replies == []
+    assert harness.fleet.calls == {}
+
+
+@pytest.mark.parametrize(("offset", "ttl"), [(-120.0, 60.0), (3600.0, 60.0)])
+async def test_expired_or_future_request_is_refused(
+    harness: Any,
+    make_request: MakeRequest,
+    caplog: pytest.LogCaptureFixture,
+    eventually: Eventually,
+    offset: float,
+    ttl: float,
+) -> None:
+    request = _install(make_request, now=time.time() + offset, ttl=ttl)
+    await harness.send(request)
+    await eventually(lambda: _logged(caplog, "refused request", request.id, "ttl/time window"))
+    assert harness.replies == []
+    assert harness.fleet.calls == {}
+
+
+async def test_replayed_read_only_request_is_refused(
+    harness: Any,
+    make_request: MakeRequest,
+    caplog: pytest.LogCaptureFixture,
+    eventually: Eventually,
+) -> None:
+    request = make_request("rpcutil", "ping")
+    envelope = seal(request, harness.keys.caller)
+    await harness.send(request, envelope=envelope)
+    await eventually(lambda: len(harness.replies_to(request)) == 1)
+    await harness.send(request, envelope=envelope)
+    await eventually(lambda: _logged(caplog, "refused request", request.id, "replay"))
+    assert len(harness.replies_to(request)) == 1
+
+
+async def test_replayed_change_is_answered_from_the_journal_not_run(
+    harness: Any,
+    make_request: MakeRequest,
+    caplog: pytest.LogCaptureFixture,
+    eventually: Eventually,
+) -> None:
+    request = _install(make_request)
+    envelope = seal(request, harness.keys.caller)
+    await harness.send(request, envelope=envelope)
+    await eventually(lambda: len(harness.replies_to(request)) == 1)
+    await harness.send(request, envelope=envelope)
+    await eventually(lambda: len(harness.replies_to(request)) == 2)
+    first, second = harness.replies_to(request)
+    assert (first.statuscode, first.data) == (second.statuscode, second.data)
+    assert first.data["changed"] is True
+    assert harness.fleet.install_count("web1") == 1
+    assert _logged(caplog, request.id, "answering from the journal")
+
+
+async def test_journal_survives_a_restart(
+    harness_factory: Any, make_request: MakeRequest, eventually: Eventually
+) -> None:
+    first = await harness_factory()
+    request = _install(make_request)
+    envelope = seal(request, first.keys.caller)
+    await first.send(request, envelope=envelope)
+    await eventually(lambda: len(first.replies_to(request)) == 1)
+    await first.daemon.stop()
+    # A new process: empty replay guard, fresh simulated host, the same journal file.
+    second = await harness_factory()
+    await second.send(request, envelope=envelope)
+    await eventually(lambda: len(second.replies_to(request)) == 1)
+    [reply] = second.replies_to(request)
+    assert reply.statuscode is StatusCode.OK
+    assert reply.data["changed"] is True
+    assert second.fleet.install_count("web1") == 0
+
+
+async def test_request_interrupted_by_a_crash_is_not_run_again(
+    harness_factory: Any, make_request: MakeRequest, tmp_path: Path, eventually: Eventually
+) -> None:
+    request = _install(make_request)
+    crashed = Journal(tmp_path / "journal.sqlite")
+    assert crashed.begin("web1", request.id, "package", "install") is None
+    crashed.close()
+    harness = await harness_factory()
+    await harness.send(request)
+    await eventually(lambda: len(harness.replies_to(request)) == 1)
+    [reply] = harness.replies_to(request)
+    assert reply.statuscode is StatusCode.ABORTED
+    assert "not run a second time" in reply.statusmsg
+    assert harness.fleet.calls == {}
+
+
+async def test_unauthorized_request_is_refused_with_status_1(
+    harness_factory: Any,
+    make_request: MakeRequest,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "rules:\n"
+        "  - allow: {caller: ops, agent: rpcutil}\n"
+        "  - allow: {caller: ops, agent: package, action: status}\n"
+    )
+    harness = await harness_factory(policy_file=policy)
+    [denied] = await harness.call(_install(make_request))
+    [allowed] = await harness.call(make_request("package", "status", {"package": "hello"}))
+    assert denied.statuscode is StatusCode.ABORTED
+    assert "not authorized" in denied.statusmsg
+    assert allowed.statuscode is StatusCode.OK
+    assert harness.fleet.calls == {}
+    assert _logged(caplog, "refused request", "caller ops", "not authorized", "deny by default")
+
+
+async def test_request_for_another_collective_is_refused(
+    harness: Any,
+    make_request: MakeRequest,
+    caplog: pytest.LogCaptureFixture,
+    eventually: Eventually,
+) -> None:
+    request = _install(make_request, collective="other")
+    # Delivered to web1's queue by hand, as a misrouting broker would.
+    queue = harness.broker.host_queues[("mcoflow", "web1")]
+    queue.put(seal(request, harness.keys.caller))
+    await eventually(lambda: _logged(caplog, "refused request", request.id, "collective 'other'"))
+    assert harness.replies == []
+    assert harness.fleet.calls == {}

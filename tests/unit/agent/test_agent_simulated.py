@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+
+from mcoflow.agent.providers import (
+    PackageState,
+    ProviderError,
+    ServiceState,
+    SimulatedFleet,
+    SimulationSettings,
+)
+
+
+async def test_each_identity_has_its_own_packages() -> None:
+    fleet = SimulatedFleet(SimulationSettings(packages={"bash": "5.2"}))
+    one, two = fleet.package_provider("sim-1"), fleet.package_provider("sim-2")
+    await one.install("hello", None)
+    assert (await one.status("hello")).state is PackageState.INSTALLED
+    assert (await two.status("hello")).state is PackageState.ABSENT
+    assert (await two.status("bash")).version == "5.2"
+    assert (fleet.install_count("sim-1"), fleet.install_count("sim-2")) == (1, 0)
+
+
+async def test_install_records_the_requested_version_and_uninstall_removes() -> None:
+    fleet = SimulatedFleet()
+    provider = fleet.package_provider("h")
+    await provider.install("hello", "2.0")
+    assert (await provider.status("hello")).version == "2.0"
+    await provider.uninstall("hello")
+    assert (await provider.status("hello")).state is PackageState.ABSENT
+    assert fleet.calls[("h", "uninstall")] == 1
+
+
+async def test_failure_rate_is_seeded_and_reproducible() -> None:
+    async def outcomes(seed: int) -> list[bool]:
+        fleet = SimulatedFleet(SimulationSettings(failure_rate=0.5, seed=seed))
+        provider = fleet.package_provider("h")
+        results = []
+        for _ in range(40):
+            try:
+                await provider.install("hello", None)
+                results.append(True)
+            except ProviderError:
+                results.append(False)
+        return results
+
+    first, again = await outcomes(3), await outcomes(3)
+    assert first == again
+    assert 5 < first.count(False) < 35
+
+
+async def test_always_failing_fleet_counts_attempts_but_changes_nothing() -> None:
+    fleet = SimulatedFleet(SimulationSettings(failure_rate=1.0))
+    provider = fleet.package_provider("h")
+    with pytest.raises(ProviderError, match="simulated failure"):
+        await provider.install("hello", None)
+    assert fleet.install_count("h") == 1
+    assert (await provider.status("hello")).state is PackageState.ABSENT
+
+
+async def test_services_start_stopped_unless_configured() -> None:
+    fleet = SimulatedFleet(SimulationSettings(services={"cron": ServiceState.RUNNING}))
+    services = fleet.service_provider("h")
+    assert await services.status("cron") is ServiceState.RUNNING
+    assert await services.status("nginx") is ServiceState.STOPPED
+    await services.start("nginx")
+    assert await services.status("nginx") is ServiceState.RUNNING
+    with pytest.raises(ProviderError, match="invalid service"):
+        await services.restart("bad name")
