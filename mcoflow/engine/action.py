@@ -201,7 +201,7 @@ class Action:
         """
         return None
 
-    def finalize(self) -> None | Awaitable[None]:
+    def finalize(self) -> Awaitable[None] | None:
         """Local bookkeeping after the whole run phase succeeded."""
         return None
 

@@ -100,7 +100,8 @@ class SubPlanCounts:
 
     @property
     def failed(self) -> int:
-        return self.paused + self.error + self.cancelled
+        """Children that ran and failed (paused for the operator or stopped in error)."""
+        return self.paused + self.error
 
     @property
     def finished(self) -> int:
@@ -153,3 +154,5 @@ class StepOutcome:
     sub_plans: list[NewPlan] = field(default_factory=list)
     start_sub_plans: int | None = None  # keep at most this many children running
     cancel_sub_plans: bool = False
+    # an operator's cancel also stops children paused for the operator; a threshold does not
+    cancel_paused_sub_plans: bool = False

@@ -45,6 +45,7 @@ class RunContext:
     sub_plans: list[NewPlan] = field(default_factory=list)
     start_sub_plans: int | None = None
     cancel_sub_plans: bool = False
+    cancel_paused_sub_plans: bool = False
 
     def schedule(self, kind: EventKind, payload: dict[str, Any], after: float) -> None:
         if after < 0:
@@ -157,4 +158,5 @@ async def run_step(claimed: ClaimedStep, counts: CountsFn | None = None) -> Step
         sub_plans=ctx.sub_plans,
         start_sub_plans=ctx.start_sub_plans if error is None else None,
         cancel_sub_plans=ctx.cancel_sub_plans and error is None,
+        cancel_paused_sub_plans=ctx.cancel_paused_sub_plans and error is None,
     )

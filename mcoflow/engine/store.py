@@ -679,7 +679,9 @@ class Store:
             await conn.execute(insert(outbox), messages)
         for o in outcomes:
             if o.cancel_sub_plans:
-                await self._cancel_children(conn, o.plan_id, o.idx, now, by)
+                await self._cancel_children(
+                    conn, o.plan_id, o.idx, now, by, include_paused=o.cancel_paused_sub_plans
+                )
             if o.start_sub_plans is not None:
                 await self._start_children(conn, o.plan_id, o.idx, o.start_sub_plans, now, by)
         await self._settle(conn, plan_ids, now, by=by)
@@ -1333,19 +1335,27 @@ class Store:
         await self._settle(conn, chosen, now, by=by)
 
     async def _cancel_children(
-        self, conn: AsyncConnection, plan_id: str, step_idx: int, now: float, by: str
+        self,
+        conn: AsyncConnection,
+        plan_id: str,
+        step_idx: int,
+        now: float,
+        by: str,
+        *,
+        include_paused: bool,
     ) -> None:
         """Cancel a step's child plans: those not started at once, running ones by the
-        same rules as an operator's cancel."""
+        same rules as an operator's cancel, paused ones only if asked."""
+        states = [PlanState.PLANNED.value, PlanState.RUNNING.value]
+        if include_paused:
+            states.append(PlanState.PAUSED.value)
         rows = (
             await conn.execute(
                 select(plans.c.id, plans.c.state)
                 .where(
                     plans.c.parent_plan_id == plan_id,
                     plans.c.parent_step_id == step_idx,
-                    plans.c.state.in_(
-                        [PlanState.PLANNED.value, PlanState.RUNNING.value, PlanState.PAUSED.value]
-                    ),
+                    plans.c.state.in_(states),
                     plans.c.cancel_requested.is_(False),
                 )
                 .order_by(plans.c.id)

@@ -50,7 +50,6 @@ class WithSubPlans(Action):
                 self.output.update(total=0, success=0, failed=0, cancelled=0)
                 return
         if event is not None and event.kind is EventKind.CANCEL:
-            ctx.cancel_sub_plans = True
             self.data["cancelling"] = True
         counts = await ctx.sub_plan_counts()
         total = self.data["created"]
@@ -61,23 +60,34 @@ class WithSubPlans(Action):
         stopping = self.data.get("cancelling") or (
             threshold is not None and counts.failed >= threshold
         )
-        if stopping:
+        if self.data.get("cancelling"):
+            ctx.cancel_sub_plans = ctx.cancel_paused_sub_plans = True
+        if stopping and (
+            counts.planned or counts.running or (self.data.get("cancelling") and counts.paused)
+        ):
             ctx.cancel_sub_plans = True
-            planned = 0
-        else:
+            if counts.planned or counts.paused:
+                # children never started end silently: look again once this commits
+                self.schedule_event({"recount": True}, after=0)
+            self.suspend()
+            return
+        if not stopping:
             ctx.start_sub_plans = limit if limit is not None else total
         self.set_progress(counts.finished / total if total else 1.0)
-        if counts.total and planned == 0 and counts.running == 0 and (stopping or counts.settled):
+        if counts.total and planned == 0 and counts.running == 0:
             self.output.update(
                 total=total,
                 success=counts.success + counts.warning,
                 failed=counts.failed,
-                cancelled=total - counts.success - counts.warning - counts.failed,
+                cancelled=counts.cancelled,
             )
             if self.data.get("cancelling"):
                 return
-            if counts.failed:
+            if counts.failed or counts.cancelled:
                 reason = "stopped after" if stopping else "finished with"
-                raise SubPlansFailed(f"{reason} {counts.failed} failed of {total} sub-plans")
+                raise SubPlansFailed(
+                    f"{reason} {counts.failed} failed of {total} sub-plans"
+                    + (f" ({counts.cancelled} cancelled)" if counts.cancelled else "")
+                )
             return
         self.suspend()
