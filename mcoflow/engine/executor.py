@@ -70,9 +70,12 @@ class Executor:
     async def start(self) -> None:
         await self.store.register_executor(self.id)
         await self.store.release_dead_executors(self.dead_after, by=self.id)
+        # PostgreSQL takes concurrent writers (plan locks are taken in id order); SQLite
+        # has one writer at a time anyway
+        writers = [self._write_loop() for _ in range(2 if self.store.is_postgresql else 1)]
         loops: list[Coroutine[Any, Any, None]] = [
             self._claim_loop(),
-            self._write_loop(),
+            *writers,
             self._heartbeat_loop(),
             self._plan_loop(),
         ]

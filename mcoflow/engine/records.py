@@ -125,6 +125,8 @@ class ClaimedStep:
     attempts: int
     events: tuple[Event, ...] = ()
     ref_outputs: dict[int, Any] = field(default_factory=dict)
+    dependents: tuple[int, ...] = ()
+    ref_dependents: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,8 @@ class StepOutcome:
     messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     sub_plans: list[NewPlan] = field(default_factory=list)
     start_sub_plans: int | None = None  # keep at most this many children running
+    dependents: tuple[int, ...] = ()
+    ref_dependents: tuple[int, ...] = ()
     cancel_sub_plans: bool = False
     # an operator's cancel also stops children paused for the operator; a threshold does not
     cancel_paused_sub_plans: bool = False

@@ -157,6 +157,8 @@ async def run_step(claimed: ClaimedStep, counts: CountsFn | None = None) -> Step
         messages=ctx.messages,
         sub_plans=ctx.sub_plans,
         start_sub_plans=ctx.start_sub_plans if error is None else None,
+        dependents=claimed.dependents,
+        ref_dependents=claimed.ref_dependents,
         cancel_sub_plans=ctx.cancel_sub_plans and error is None,
         cancel_paused_sub_plans=ctx.cancel_paused_sub_plans and error is None,
     )

@@ -29,6 +29,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
@@ -419,6 +420,8 @@ class Store:
                 steps.c.data,
                 steps.c.claimed_from,
                 steps.c.attempts,
+                steps.c.dependents,
+                steps.c.ref_dependents,
             )
         )
         rows = (await conn.execute(stmt)).all()
@@ -466,6 +469,8 @@ class Store:
                 claimed_from=StepState(r.claimed_from),
                 attempts=r.attempts,
                 events=tuple(due_events.get((r.plan_id, r.idx), ())),
+                dependents=tuple(_loads(r.dependents)),
+                ref_dependents=tuple(_loads(r.ref_dependents)),
                 ref_outputs=ref_outputs.get(r.plan_id, {}),
             )
             for r in rows
@@ -594,36 +599,40 @@ class Store:
         children = [p for o in outcomes for p in o.sub_plans]
         if children:
             await self._insert_plans(conn, children, start=False, by=by, now=now)
-        await conn.execute(
-            update(steps)
-            .where(steps.c.plan_id == bindparam("b_plan"), steps.c.idx == bindparam("b_idx"))
-            .values(
-                state=bindparam("b_state"),
-                output=bindparam("b_output"),
-                data=bindparam("b_data"),
-                error=bindparam("b_error"),
-                progress=bindparam("b_progress"),
-                claimed_by=None,
-                ended_at=bindparam("b_ended"),
-                run_seconds=steps.c.run_seconds + bindparam("b_seconds"),
-            ),
-            [
-                {
-                    "b_plan": o.plan_id,
-                    "b_idx": o.idx,
-                    "b_state": o.state.value,
-                    "b_output": _dumps(o.output) if o.output is not None else None,
-                    "b_data": _dumps(o.data) if o.data else None,
-                    "b_error": _dumps(o.error) if o.error else None,
-                    "b_progress": 1.0
-                    if o.state in (StepState.SUCCESS, StepState.SKIPPED)
-                    else o.progress,
-                    "b_ended": None if o.state is StepState.SUSPENDED else now,
-                    "b_seconds": o.run_seconds,
-                }
-                for o in outcomes
-            ],
-        )
+        rows = [
+            {
+                "b_plan": o.plan_id,
+                "b_idx": o.idx,
+                "b_state": o.state.value,
+                "b_output": _dumps(o.output) if o.output is not None else None,
+                "b_data": _dumps(o.data) if o.data else None,
+                "b_error": _dumps(o.error) if o.error else None,
+                "b_progress": 1.0
+                if o.state in (StepState.SUCCESS, StepState.SKIPPED)
+                else o.progress,
+                "b_ended": None if o.state is StepState.SUSPENDED else now,
+                "b_seconds": o.run_seconds,
+            }
+            for o in outcomes
+        ]
+        if self.is_postgresql:
+            await conn.execute(_PG_WRITE_OUTCOMES, _columns(rows))
+        else:
+            await conn.execute(
+                update(steps)
+                .where(steps.c.plan_id == bindparam("b_plan"), steps.c.idx == bindparam("b_idx"))
+                .values(
+                    state=bindparam("b_state"),
+                    output=bindparam("b_output"),
+                    data=bindparam("b_data"),
+                    error=bindparam("b_error"),
+                    progress=bindparam("b_progress"),
+                    claimed_by=None,
+                    ended_at=bindparam("b_ended"),
+                    run_seconds=steps.c.run_seconds + bindparam("b_seconds"),
+                ),
+                rows,
+            )
         consumed = [e for o in outcomes for e in o.consumed_events]
         if consumed:
             await conn.execute(
@@ -661,9 +670,13 @@ class Store:
                 .values(ready_at=earliest),
                 [{"b_plan": o.plan_id, "b_idx": o.idx} for o in suspended],
             )
-        done = [(o.plan_id, o.idx) for o in outcomes if o.state is StepState.SUCCESS]
-        skipped = [(o.plan_id, o.idx) for o in outcomes if o.state is StepState.SKIPPED]
-        await self._release_dependents(conn, done, skipped, now)
+        finished = [
+            _Finished(o.plan_id, o.idx, o.state is StepState.SKIPPED, o.dependents,
+                      o.ref_dependents)
+            for o in outcomes
+            if o.state in (StepState.SUCCESS, StepState.SKIPPED)
+        ]
+        await self._release_dependents(conn, finished, now)
         messages = [
             {
                 "plan_id": o.plan_id,
@@ -699,32 +712,28 @@ class Store:
         return {r.id: bool(r.cancel_requested) for r in rows}
 
     async def _release_dependents(
-        self,
-        conn: AsyncConnection,
-        done: list[tuple[str, int]],
-        skipped: list[tuple[str, int]],
-        now: float,
+        self, conn: AsyncConnection, finished: list[_Finished], now: float
     ) -> None:
         """Let what waited on finished steps go on; skip what needed a skipped step's output."""
-        finished = done + skipped
         if not finished:
             return
-        skipped_set = set(skipped)
-        rows = await conn.execute(
-            select(steps.c.plan_id, steps.c.idx, steps.c.dependents, steps.c.ref_dependents).where(
-                tuple_(steps.c.plan_id, steps.c.idx).in_(finished)
-            )
-        )
         decrements: Counter[tuple[str, int]] = Counter()
         cascade: list[tuple[str, int]] = []
-        for pid, idx, dependents, ref_dependents in rows:
-            needs_output = set(_loads(ref_dependents)) if (pid, idx) in skipped_set else set()
-            for dep in _loads(dependents):
+        for f in finished:
+            needs_output = set(f.ref_dependents) if f.skipped else set()
+            for dep in f.dependents:
                 if dep in needs_output:
-                    cascade.append((pid, dep))
+                    cascade.append((f.plan_id, dep))
                 else:
-                    decrements[(pid, dep)] += 1
-        if decrements:
+                    decrements[(f.plan_id, dep)] += 1
+        if decrements and self.is_postgresql:
+            await conn.execute(
+                _PG_RELEASE,
+                {"now": now} | _columns(
+                    [{"b_plan": p, "b_idx": i, "b_n": n} for (p, i), n in decrements.items()]
+                ),
+            )
+        elif decrements:
             remaining = steps.c.pending_deps - bindparam("b_n")
             await conn.execute(
                 update(steps)
@@ -758,10 +767,12 @@ class Store:
                             }
                         ),
                     )
-                    .returning(steps.c.plan_id, steps.c.idx)
+                    .returning(
+                        steps.c.plan_id, steps.c.idx, steps.c.dependents, steps.c.ref_dependents
+                    )
                 )
             ).all()
-            await self._release_dependents(conn, [], [(r.plan_id, r.idx) for r in newly], now)
+            await self._release_dependents(conn, [_Finished.skipped_row(r) for r in newly], now)
 
     async def _settle(
         self,
@@ -784,14 +795,20 @@ class Store:
                 func.count(),
                 func.count(steps.c.ready_at),
                 func.sum(case((steps.c.has_finalize, 1), else_=0)),
+                func.sum(case((steps.c.has_run, steps.c.progress * steps.c.weight), else_=0.0)),
+                func.sum(case((steps.c.has_run, steps.c.weight), else_=0.0)),
             )
             .where(steps.c.plan_id.in_(ids))
             .where(or_(steps.c.has_run, steps.c.has_finalize))
             .group_by(steps.c.plan_id, steps.c.state, steps.c.rescue)
         )
         per_plan: dict[str, list[Any]] = defaultdict(list)
+        weighted: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
         for row in rows:
             per_plan[row[0]].append(row)
+            weighted[row[0]][0] += row[6] or 0.0
+            weighted[row[0]][1] += row[7] or 0.0
+        progress = {pid: done / total if total else 1.0 for pid, (done, total) in weighted.items()}
         info = {
             r.id: r
             for r in await conn.execute(
@@ -841,7 +858,7 @@ class Store:
                     plan.parent_step_id,
                 )
             )
-        await self._set_plan_states(conn, changes, now, by)
+        await self._set_plan_states(conn, changes, now, by, progress)
 
     async def _set_plan_state(
         self,
@@ -860,15 +877,21 @@ class Store:
         await self._set_plan_states(conn, [change], now, by)
 
     async def _set_plan_states(
-        self, conn: AsyncConnection, changes: list[_PlanChange], now: float, by: str
+        self,
+        conn: AsyncConnection,
+        changes: list[_PlanChange],
+        now: float,
+        by: str,
+        progress: dict[str, float] | None = None,
     ) -> None:
         """Apply plan state changes in bulk and tell parents about children that ended."""
         if not changes:
             return
         for c in changes:
             check_plan_transition(c.old, c.new)
-        stopping = [c.plan_id for c in changes if c.new is PlanState.STOPPED]
-        progress = await self._progress(conn, stopping)
+        if progress is None:
+            stopping = [c.plan_id for c in changes if c.new is PlanState.STOPPED]
+            progress = await self._progress(conn, stopping)
         await conn.execute(
             update(plans)
             .where(plans.c.id == bindparam("b_id"))
@@ -1177,13 +1200,20 @@ class Store:
                 )
             check_step_transition(state, StepState.SKIPPING)
             check_step_transition(StepState.SKIPPING, StepState.SKIPPED)
-            await conn.execute(
-                update(steps)
-                .where(steps.c.plan_id == plan_id, steps.c.idx == step_idx)
-                .values(state=StepState.SKIPPED.value, ready_at=None, progress=1.0, ended_at=now)
-            )
+            row = (
+                await conn.execute(
+                    update(steps)
+                    .where(steps.c.plan_id == plan_id, steps.c.idx == step_idx)
+                    .values(
+                        state=StepState.SKIPPED.value, ready_at=None, progress=1.0, ended_at=now
+                    )
+                    .returning(
+                        steps.c.plan_id, steps.c.idx, steps.c.dependents, steps.c.ref_dependents
+                    )
+                )
+            ).one()
             await self._history(conn, plan_id, "step skipped", f"step {step_idx}", by, now)
-            await self._release_dependents(conn, [], [(plan_id, step_idx)], now)
+            await self._release_dependents(conn, [_Finished.skipped_row(row)], now)
             if plan_row.state == PlanState.PAUSED:
                 await conn.execute(
                     update(plans)
@@ -1550,6 +1580,54 @@ class Store:
             for chunk in _chunks(ids, 500):
                 await conn.execute(delete(plans).where(plans.c.id.in_(chunk)))
             return len(old)
+
+
+# On PostgreSQL one UPDATE … FROM unnest(arrays) replaces hundreds of single-row UPDATEs
+# (an executemany): one statement, one plan, one round trip per batch.
+_PG_WRITE_OUTCOMES = text(
+    """
+    UPDATE steps AS s SET state = v.state, output = v.output, data = v.data, error = v.error,
+        progress = v.progress, claimed_by = NULL, ended_at = v.ended,
+        run_seconds = s.run_seconds + v.seconds
+    FROM unnest(CAST(:b_plan AS varchar[]), CAST(:b_idx AS int[]), CAST(:b_state AS varchar[]),
+                CAST(:b_output AS text[]), CAST(:b_data AS text[]), CAST(:b_error AS text[]),
+                CAST(:b_progress AS float8[]), CAST(:b_ended AS float8[]),
+                CAST(:b_seconds AS float8[]))
+        AS v(plan_id, idx, state, output, data, error, progress, ended, seconds)
+    WHERE s.plan_id = v.plan_id AND s.idx = v.idx
+    """
+)
+_PG_RELEASE = text(
+    """
+    UPDATE steps AS s SET pending_deps = s.pending_deps - v.n,
+        ready_at = CASE WHEN s.pending_deps - v.n <= 0 AND s.state = 'pending'
+                        THEN CAST(:now AS float8) ELSE s.ready_at END
+    FROM unnest(CAST(:b_plan AS varchar[]), CAST(:b_idx AS int[]), CAST(:b_n AS int[]))
+        AS v(plan_id, idx, n)
+    WHERE s.plan_id = v.plan_id AND s.idx = v.idx
+    """
+)
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Rows to one list per column, for the unnest() statements."""
+    return {key: [row[key] for row in rows] for key in rows[0]} if rows else {}
+
+
+@dataclass(frozen=True)
+class _Finished:
+    """A step that finished (success or skipped) with what depends on it."""
+
+    plan_id: str
+    idx: int
+    skipped: bool
+    dependents: tuple[int, ...]
+    ref_dependents: tuple[int, ...]
+
+    @classmethod
+    def skipped_row(cls, row: Any) -> _Finished:
+        return cls(row.plan_id, row.idx, True, tuple(_loads(row.dependents)),
+                   tuple(_loads(row.ref_dependents)))
 
 
 @dataclass(frozen=True)
