@@ -58,6 +58,7 @@ class Executor:
         self.steps_run = 0
         self._wake = asyncio.Event()
         self._outbox_wake = asyncio.Event()
+        self._plan_wake = asyncio.Event()
         self._room = asyncio.Event()
         self._results: asyncio.Queue[StepOutcome] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -81,6 +82,8 @@ class Executor:
         ]
         if self.publisher is not None:
             loops.append(self._outbox_loop())
+        if self.store.is_postgresql:
+            loops.append(self._listen_loop())
         self._tasks = [asyncio.create_task(self._guard(loop)) for loop in loops]
         log.info("executor %s started", self.id)
 
@@ -123,6 +126,7 @@ class Executor:
     def wake(self) -> None:
         """New work may be due now (in-process triggers, events)."""
         self._wake.set()
+        self._plan_wake.set()
 
     # ---- claiming and running -------------------------------------------------------
 
@@ -174,7 +178,7 @@ class Executor:
             self.in_flight -= len(batch)
             self.steps_run += len(batch)
             self._room.set()
-            self._wake.set()
+            self.wake()
             if any(o.messages for o in batch):
                 self._outbox_wake.set()
 
@@ -182,15 +186,22 @@ class Executor:
 
     async def _plan_loop(self) -> None:
         while not self._stopping.is_set():
-            for plan_id, state, needs_finalize in await self.store.claim_plans(
-                self.id, 50, time.time()
-            ):
+            self._plan_wake.clear()
+            claimed = await self.store.claim_plans(self.id, 50, time.time())
+            for plan_id, state, needs_finalize in claimed:
                 if state is PlanState.SCHEDULED:
                     await self._start_delayed(plan_id)
                 elif needs_finalize:
                     await self._finalize(plan_id)
                 self._wake.set()
-            await asyncio.sleep(self.poll_interval)
+            if claimed:
+                continue
+            timeout = self.poll_interval
+            nxt = await self.store.next_plan_wake()
+            if nxt is not None:
+                timeout = max(0.0, min(timeout, nxt - time.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._plan_wake.wait(), timeout)
 
     async def _start_delayed(self, plan_id: str) -> None:
         plan = await self.store.get_plan(plan_id)
@@ -248,6 +259,27 @@ class Executor:
             if dead:
                 log.warning("released the claims of dead executors %s", ", ".join(dead))
                 self._wake.set()
+
+    async def _listen_loop(self) -> None:
+        """LISTEN for work made runnable by other processes; polling stays as fallback."""
+        import psycopg
+
+        from mcoflow.engine.store import WAKE_CHANNEL
+
+        while not self._stopping.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.store.listen_conninfo(), autocommit=True
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {WAKE_CHANNEL}")
+                    self._wake.set()  # anything missed while not listening
+                    async for _notify in conn.notifies():
+                        self.wake()
+                        self._outbox_wake.set()
+            except psycopg.OperationalError:
+                log.warning("executor %s: LISTEN connection lost; retrying", self.id)
+                await asyncio.sleep(1.0)
 
     # ---- outbox ---------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ from mcoflow.engine.states import (
     plan_result,
 )
 
+WAKE_CHANNEL = "mcoflow_wake"
 ABNORMAL_TERMINATION = "abnormal termination: its executor {executor} stopped while it ran"
 
 
@@ -143,6 +144,14 @@ class Store:
         async with self.engine.connect() as conn:
             await conn.execution_options(sqlite_begin="DEFERRED")
             yield conn
+
+    async def _notify(self, conn: AsyncConnection) -> None:
+        """Wake idle executors elsewhere when this transaction commits (PostgreSQL)."""
+        if self.is_postgresql:
+            await conn.execute(text(f"NOTIFY {WAKE_CHANNEL}"))
+
+    def listen_conninfo(self) -> str:
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     async def _retrying(self, fn: Any, *args: Any) -> Any:
         """Run ``fn(conn, *args)`` in a write transaction, retrying deadlocks."""
@@ -243,6 +252,8 @@ class Store:
             await conn.execute(insert(steps), step_rows)
         if history_rows:
             await conn.execute(insert(history), history_rows)
+        if start:
+            await self._notify(conn)
         # a plan with nothing to run is done as soon as it starts
         empty = [p.id for p in new_plans if start and p.state is PlanState.PLANNED]
         if empty:
@@ -477,12 +488,14 @@ class Store:
         ]
 
     async def next_wake(self) -> float | None:
-        """Earliest time any step or plan becomes due (for the executor's sleep)."""
+        """Earliest time a step becomes due (for the executor's sleep)."""
         async with self._read() as conn:
-            a = (await conn.execute(select(func.min(steps.c.ready_at)))).scalar()
-            b = (await conn.execute(select(func.min(plans.c.wake_at)))).scalar()
-        times = [t for t in (a, b) if t is not None]
-        return min(times) if times else None
+            return (await conn.execute(select(func.min(steps.c.ready_at)))).scalar()  # type: ignore[no-any-return]
+
+    async def next_plan_wake(self) -> float | None:
+        """Earliest time a plan needs an executor itself (delayed start, finalize)."""
+        async with self._read() as conn:
+            return (await conn.execute(select(func.min(plans.c.wake_at)))).scalar()  # type: ignore[no-any-return]
 
     async def claim_plans(
         self, executor_id: str, limit: int, now: float
@@ -671,8 +684,9 @@ class Store:
                 [{"b_plan": o.plan_id, "b_idx": o.idx} for o in suspended],
             )
         finished = [
-            _Finished(o.plan_id, o.idx, o.state is StepState.SKIPPED, o.dependents,
-                      o.ref_dependents)
+            _Finished(
+                o.plan_id, o.idx, o.state is StepState.SKIPPED, o.dependents, o.ref_dependents
+            )
             for o in outcomes
             if o.state in (StepState.SUCCESS, StepState.SKIPPED)
         ]
@@ -729,7 +743,8 @@ class Store:
         if decrements and self.is_postgresql:
             await conn.execute(
                 _PG_RELEASE,
-                {"now": now} | _columns(
+                {"now": now}
+                | _columns(
                     [{"b_plan": p, "b_idx": i, "b_n": n} for (p, i), n in decrements.items()]
                 ),
             )
@@ -1086,6 +1101,7 @@ class Store:
         """Make suspended steps claimable by their earliest due event."""
         if not due:
             return
+        await self._notify(conn)
         await conn.execute(
             update(steps)
             .where(
@@ -1174,6 +1190,7 @@ class Store:
                 values.update(wake_at=now, error=None)
             await conn.execute(update(plans).where(plans.c.id == plan_id).values(**values))
             await self._history(conn, plan_id, "resumed", None, by, now)
+            await self._notify(conn)
             await self._settle(conn, [plan_id], now, by=by)
 
         await self._retrying(work)
@@ -1213,6 +1230,7 @@ class Store:
                 )
             ).one()
             await self._history(conn, plan_id, "step skipped", f"step {step_idx}", by, now)
+            await self._notify(conn)
             await self._release_dependents(conn, [_Finished.skipped_row(row)], now)
             if plan_row.state == PlanState.PAUSED:
                 await conn.execute(
@@ -1490,6 +1508,7 @@ class Store:
             update(plans).where(plans.c.claimed_by.in_(ids)).values(claimed_by=None, wake_at=now)
         )
         await conn.execute(delete(executors).where(executors.c.id.in_(ids)))
+        await self._notify(conn)
         await self._settle(conn, plan_ids, now, by=by)
 
     async def list_executors(self) -> list[ExecutorInfo]:
@@ -1626,8 +1645,13 @@ class _Finished:
 
     @classmethod
     def skipped_row(cls, row: Any) -> _Finished:
-        return cls(row.plan_id, row.idx, True, tuple(_loads(row.dependents)),
-                   tuple(_loads(row.ref_dependents)))
+        return cls(
+            row.plan_id,
+            row.idx,
+            True,
+            tuple(_loads(row.dependents)),
+            tuple(_loads(row.ref_dependents)),
+        )
 
 
 @dataclass(frozen=True)

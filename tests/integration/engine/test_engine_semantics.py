@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import engine_actions as A
@@ -379,3 +380,21 @@ async def test_cancelling_a_fleet_cancels_children_not_started_and_running(
     assert done.result is PlanResult.CANCELLED
     children = await world.store.child_plans(plan.id)
     assert {(c.state, c.result) for c in children} == {(PlanState.STOPPED, PlanResult.CANCELLED)}
+
+
+@pytest.mark.postgresql
+async def test_notify_wakes_an_idle_executor_in_another_process(pg_server: str) -> None:
+    from conftest import fresh_pg_database
+
+    for url in fresh_pg_database(pg_server):
+        # polling alone would take 60 s: only LISTEN/NOTIFY can finish this in time
+        async with engine_harness(url, poll_interval=60) as h:
+            await asyncio.sleep(0.3)  # let the executor go idle and listen
+            other = await World.open(url)  # a second process, e.g. the web app
+            try:
+                plan = await other.trigger(A.Chain, n=1)
+                done = await other.wait(plan.id, timeout=10)
+            finally:
+                await other.close()
+            assert done.result is PlanResult.SUCCESS
+            assert h.world.executor is not None
