@@ -6,7 +6,7 @@ import contextlib
 import enum
 from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -147,7 +147,7 @@ class Action:
                 out[fname] = value
                 continue
             try:
-                adapter: TypeAdapter[Any] = TypeAdapter(finfo.annotation or Any)
+                adapter: TypeAdapter[Any] = TypeAdapter(Annotated[finfo.annotation or Any, finfo])
                 out[fname] = adapter.dump_python(adapter.validate_python(value), mode="json")
             except ValidationError as exc:
                 problems.extend(_problems(exc, fname))

@@ -67,8 +67,13 @@ class NewPlan:
         return [s.idx for s in self.steps if s.has_run and s.pending_deps == 0]
 
 
-class _PlanningFailed(Exception):
-    pass
+def check_no_references(cls: type[Action], args: Mapping[str, Any]) -> None:
+    """User input may not contain (or fake) output references."""
+    fields = [k for k, v in args.items() if contains_reference(v)]
+    if fields:
+        raise InputError(
+            cls.name, [(f, f"{REF_KEY!r} is reserved for output references") for f in fields]
+        )
 
 
 def error_record(exc: BaseException) -> dict[str, Any]:
@@ -87,6 +92,7 @@ class Planner:
         self._nodes: dict[int, list[FlowNode]] = {}
         self._root = FlowNode("C")
         self._failed_step: int | None = None
+        self._planned_self: set[int] = set()
 
     # called by Action
 
@@ -101,11 +107,16 @@ class Planner:
 
     def plan_self(self, action: Action, input: Mapping[str, Any]) -> PlannedAction:
         step = self._steps[action.step_id - 1]
+        if action.step_id in self._planned_self:
+            raise ValueError(f"{step.action}: plan_self may be called once per action")
+        self._planned_self.add(action.step_id)
         encoded = encode_references(type(action).validate_input(input))
         for producer in referenced_steps(encoded):
             if producer == action.step_id or producer > len(self._steps):
                 raise ValueError(f"step {action.step_id} refers to unknown step {producer}")
         step.input = encoded
+        # an action runs only if it planned itself: that is what places it in the flow
+        step.has_run = type(action).has_run()
         if step.has_run:
             self._nodes[action.step_id][-1].children.append(action.step_id)
         return PlannedAction(action.step_id, type(action))
@@ -133,7 +144,7 @@ class Planner:
             parent=parent,
             action=cls.name,
             input={},
-            has_run=cls.has_run(),
+            has_run=False,
             has_finalize=cls.has_finalize(),
             idempotent=cls.idempotent,
             rescue=cls.rescue.value,
@@ -168,8 +179,7 @@ class Planner:
         store); any other planning error gives a stopped plan with result error."""
         if not (isinstance(cls, type) and issubclass(cls, Action)) or cls.abstract:
             raise TypeError(f"{cls!r} is not a concrete Action")
-        if contains_reference(dict(args)):
-            raise InputError(cls.name, [(REF_KEY, "is reserved for output references")])
+        check_no_references(cls, args)
         root_args = cls.validate_input(dict(args))
         plan = NewPlan(
             id=plan_id or uuid.uuid4().hex,

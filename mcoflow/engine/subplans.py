@@ -40,6 +40,14 @@ class WithSubPlans(Action):
         """Stop starting new children once this many failed (None: never stop)."""
         return None
 
+    def batch_size(self) -> int | None:
+        """Start children in batches of this size, each after the last one ended."""
+        return None
+
+    def batch_sleep(self) -> float:
+        """Seconds to wait between batches."""
+        return 0.0
+
     async def run(self, event: Event | None = None) -> None:
         ctx = self._running()
         if event is None and not self.data.get("created"):
@@ -72,7 +80,7 @@ class WithSubPlans(Action):
             self.suspend()
             return
         if not stopping:
-            ctx.start_sub_plans = limit if limit is not None else total
+            self._start_more(counts.running, planned, limit, total, event)
         self.set_progress(counts.finished / total if total else 1.0)
         if counts.total and planned == 0 and counts.running == 0:
             self.output.update(
@@ -91,3 +99,24 @@ class WithSubPlans(Action):
                 )
             return
         self.suspend()
+
+    def _start_more(
+        self, running: int, planned: int, limit: int | None, total: int, event: Event | None
+    ) -> None:
+        ctx = self._running()
+        batch = self.batch_size()
+        if batch is None:
+            ctx.start_sub_plans = limit if limit is not None else total
+            return
+        if running or not planned:
+            return
+        sleep = self.batch_sleep()
+        first = planned == total
+        due = event is not None and bool(event.payload.get("next_batch"))
+        if sleep > 0 and not first and not due:
+            if not self.data.get("batch_timer"):
+                self.data["batch_timer"] = True
+                self.schedule_event({"next_batch": True}, after=sleep)
+            return
+        self.data["batch_timer"] = False
+        ctx.start_sub_plans = min(batch, limit) if limit is not None else batch

@@ -11,7 +11,7 @@ from typing import Any
 
 from mcoflow.engine.action import Action, EventKind
 from mcoflow.engine.executor import Executor, OutboxPublisher
-from mcoflow.engine.planner import NewPlan, Planner
+from mcoflow.engine.planner import NewPlan, Planner, check_no_references
 from mcoflow.engine.records import ExecutorInfo, HistoryEntry, Plan, Step
 from mcoflow.engine.states import PlanResult, PlanState
 from mcoflow.engine.store import Page, PlanFilter, PlanNotFound, Store
@@ -112,6 +112,7 @@ class World:
         assert at is not None
         if before is not None and before < at:
             raise ValueError("start_before: must not be earlier than start_at")
+        check_no_references(action, args)
         validated = action.validate_input(args)
         plan = NewPlan(
             id=uuid.uuid4().hex,
