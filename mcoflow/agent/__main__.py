@@ -8,8 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
-from mcoflow.agent.config import AgentConfig, ConfigError
-from mcoflow.agent.daemon import config_path_from_env, run_agent
+from mcoflow.agent.config import AgentConfig, ConfigError, config_path_from_env
+from mcoflow.agent.daemon import run_agent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,10 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         config = AgentConfig.load(args.config or config_path_from_env())
+        asyncio.run(run_agent(config))
     except ConfigError as exc:
         print(f"mcoflow agent: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(run_agent(config))
+    except (OSError, ValueError) as exc:
+        # Unreadable key or policy file, bad facts, unknown agent name, broker refused …
+        print(f"mcoflow agent: cannot start: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -48,6 +48,12 @@ class ConfigError(ValueError):
     """The agent configuration is unusable; the message says why."""
 
 
+def config_path_from_env() -> Path | None:
+    """The file named by MCOFLOW_AGENT_CONFIG, if set."""
+    value = os.environ.get("MCOFLOW_AGENT_CONFIG")
+    return Path(value) if value else None
+
+
 def default_journal_file() -> Path:
     if os.geteuid() == 0:
         return Path("/var/lib/mcoflow/agent/journal.sqlite")
@@ -80,6 +86,7 @@ class AgentConfig(BaseSettings):
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
     command_timeout: float = Field(900.0, gt=0)
     clock_skew: float = Field(60.0, ge=0)
+    shutdown_grace: float = Field(300.0, ge=0, description="seconds running actions get at stop")
     # The queue that receives broadcasts once for all identities of a multi-host process.
     fanout_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-fanout")
 

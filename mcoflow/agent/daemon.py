@@ -15,7 +15,6 @@ import contextlib
 import logging
 import signal
 from collections.abc import Sequence
-from pathlib import Path
 
 from mcoflow.agent.agents import Agent, HostContext, make_agents
 from mcoflow.agent.config import AgentConfig
@@ -169,7 +168,7 @@ class AgentDaemon:
                     identity=host.identity,
                     collective=collective,
                     agents=served,
-                    handler=lambda envelope: self.dispatcher.handle_direct(host, envelope),
+                    handler=lambda envelope: self.dispatcher.handle(host, envelope),
                 )
             )
         else:
@@ -181,7 +180,7 @@ class AgentDaemon:
                         identity=host.identity,
                         collective=collective,
                         agents=(),
-                        handler=lambda envelope: self.dispatcher.handle_direct(host, envelope),
+                        handler=lambda envelope: self.dispatcher.handle(host, envelope),
                     )
 
             self._subscriptions.extend(await asyncio.gather(*(direct(h) for h in hosts)))
@@ -190,7 +189,7 @@ class AgentDaemon:
                     identity=self.config.fanout_name,
                     collective=collective,
                     agents=served,
-                    handler=lambda envelope: self.dispatcher.handle_broadcast(hosts, envelope),
+                    handler=lambda envelope: self.dispatcher.handle_fanout(hosts, envelope),
                 )
             )
         self._pruner = asyncio.create_task(self._prune_forever(), name="journal-pruner")
@@ -204,7 +203,10 @@ class AgentDaemon:
             _name(hosts[0].service_provider),
         )
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float | None = None) -> None:
+        """Let running actions finish (up to ``grace`` s, a package install must not be
+        killed half way), then unsubscribe and close."""
+        await self.dispatcher.drain(self.config.shutdown_grace if grace is None else grace)
         if self._pruner is not None:
             self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -253,10 +255,3 @@ async def run_agent(
         await daemon.stop()
         for signum in installed:
             loop.remove_signal_handler(signum)
-
-
-def config_path_from_env() -> Path | None:
-    import os
-
-    value = os.environ.get("MCOFLOW_AGENT_CONFIG")
-    return Path(value) if value else None

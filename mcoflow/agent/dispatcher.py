@@ -14,9 +14,10 @@ logged with the reason, caller and request id, and nothing is run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from mcoflow.agent.agents.base import ActionFailed, Agent, AgentAction, HostContext
@@ -31,6 +32,12 @@ from mcoflow.rpc.security import ReplayGuard, SecurityError, Signer, Verifier, u
 log = logging.getLogger("mcoflow.agent")
 
 Publish = Callable[[bytes, str], Awaitable[None]]
+
+
+class ShuttingDown(RuntimeError):
+    """A message arrived while the agent drains: it is not taken."""
+
+
 Clock = Callable[[], float]
 
 
@@ -56,21 +63,53 @@ class Dispatcher:
         self._publish = publish
         self._clock = clock
         self._in_flight: set[tuple[str, str]] = set()
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
 
     # -- entry points -------------------------------------------------------------
 
-    async def handle_direct(self, host: HostContext, envelope: bytes) -> None:
-        """A message from ``host``'s own queue (direct request or broadcast for one host)."""
-        request = self._open(envelope)
-        if request is not None:
-            await self.serve(host, request, direct=True)
+    async def handle(self, host: HostContext, envelope: bytes) -> None:
+        """A message from ``host``'s own queue (a direct request, or a broadcast)."""
+        with self._tracked():
+            request = self._open(envelope)
+            if request is not None:
+                await self.serve(host, request)
 
-    async def handle_broadcast(self, hosts: Sequence[HostContext], envelope: bytes) -> None:
+    async def handle_fanout(self, hosts: Sequence[HostContext], envelope: bytes) -> None:
         """One broadcast received once for all ``hosts`` this process serves."""
-        request = self._open(envelope)
-        if request is None:
-            return
-        await asyncio.gather(*(self.serve(host, request, direct=False) for host in hosts))
+        with self._tracked():
+            request = self._open(envelope)
+            if request is not None:
+                await asyncio.gather(*(self.serve(host, request) for host in hosts))
+
+    async def drain(self, grace: float) -> bool:
+        """Take no new messages and wait up to ``grace`` s for running ones; True if idle."""
+        self._closing = True
+        try:
+            async with asyncio.timeout(grace):
+                await self._idle.wait()
+        except TimeoutError:
+            log.warning(
+                "%d requests still running after %.0f s; stopping anyway", self._active, grace
+            )
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[None]:
+        if self._closing:
+            # Raising gives the message back to the broker for redelivery after the restart.
+            raise ShuttingDown("the agent is shutting down")
+        self._active += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
 
     # -- the checks -----------------------------------------------------------------
 
@@ -85,7 +124,7 @@ class Dispatcher:
             )
             return None
 
-    async def serve(self, host: HostContext, request: Request, *, direct: bool) -> None:
+    async def serve(self, host: HostContext, request: Request) -> None:
         """Answer ``request`` on ``host`` (publishing the reply), or refuse it."""
         if request.collective != host.collective:
             self._refuse(host, request, f"addressed to collective {request.collective!r}")
@@ -98,13 +137,9 @@ class Dispatcher:
         if not request.filter.matches(
             identity=host.identity, facts=host.facts, classes=host.classes, agents=host.agents
         ):
-            if direct:
-                await self._reply(
-                    host,
-                    request,
-                    StatusCode.ABORTED,
-                    f"the request filter does not match {host.identity}; nothing was run",
-                )
+            # Silent, as MCollective: a host's own queue carries both its direct requests
+            # and the broadcasts, and discovery counts every reply.
+            log.debug("request %s: filter does not match %s", request.id, host.identity)
             return
         agent = self.agents.get(request.agent)
         action = agent.action(request.action) if agent is not None else None
@@ -200,7 +235,9 @@ class Dispatcher:
         self, host: HostContext, request: Request, action: AgentAction, inputs: dict[str, Any]
     ) -> tuple[StatusCode, str, dict[str, Any]]:
         interface = action.interface
-        log.info(
+        # Read-only calls (discovery pings reach thousands of hosts) are not worth a line each.
+        log.log(
+            logging.DEBUG if action.read_only else logging.INFO,
             "running %s.%s on %s for %s (request %s)",
             request.agent,
             request.action,

@@ -147,7 +147,8 @@ class Action:
                 out[fname] = value
                 continue
             try:
-                adapter: TypeAdapter[Any] = TypeAdapter(Annotated[finfo.annotation or Any, finfo])
+                annotated: Any = Annotated[finfo.annotation or Any, finfo]  # keeps gt=, pattern=
+                adapter: TypeAdapter[Any] = TypeAdapter(annotated)
                 out[fname] = adapter.dump_python(adapter.validate_python(value), mode="json")
             except ValidationError as exc:
                 problems.extend(_problems(exc, fname))

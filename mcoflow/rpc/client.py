@@ -291,8 +291,7 @@ class RpcClient:
         self,
         filter: Filter | None = None,
         *,
-        # A deadline that shapes the result (who answered by then), not a cancellation.
-        timeout: float = 2.0,  # noqa: ASYNC109
+        timeout: float = 2.0,
         expect: int | None = None,
     ) -> list[str]:
         """Identities of the hosts answering ``rpcutil.ping`` within ``timeout``
@@ -309,7 +308,7 @@ class RpcClient:
         *,
         identities: Sequence[str] | None = None,
         filter: Filter | None = None,
-        timeout: float = 10.0,  # noqa: ASYNC109 - the per-batch reply deadline
+        timeout: float = 10.0,
         batch_size: BatchSize = None,
         batch_sleep: float = 0.0,
         discovery_timeout: float = 2.0,

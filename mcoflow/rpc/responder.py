@@ -10,6 +10,7 @@ of recent replies, so a redelivered request is answered again but never run twic
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict, deque
@@ -84,6 +85,8 @@ class Responder:
         self.handled = 0
         self._guards = {h.identity: ReplayGuard(clock_skew=clock_skew) for h in self.hosts}
         self._journal: OrderedDict[tuple[str, str], tuple[str, bytes]] = OrderedDict()
+        self._opened: OrderedDict[bytes, Request] = OrderedDict()
+        self._running: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._subscriptions: list[Subscription] = []
 
     async def start(self) -> None:
@@ -117,7 +120,7 @@ class Responder:
         """Process one delivered envelope for ``host``; raises only if the reply
         could not be published (so the broker redelivers the request)."""
         try:
-            request = open_request(envelope, self.verifier)
+            request = self._open(envelope)
         except SecurityError as exc:
             self._refuse(host, Refusal.SECURITY, exc.reason)
             return
@@ -128,13 +131,11 @@ class Responder:
             self._refuse(host, Refusal.COLLECTIVE, f"collective {request.collective!r}")
             return
         key = (host.identity, request.id)
-        recorded = self._journal.get(key)
-        if recorded is not None:
-            self._refuse(host, Refusal.DUPLICATE, f"request {request.id} already answered")
-            await self.transport.publish_reply(recorded[1], reply_to=recorded[0])
+        if await self._answer_again(host, key, request.id):
             return
+        guard = self._guards[host.identity]
         try:
-            self._guards[host.identity].check(request.id, request.time, request.ttl)
+            guard.check(request.id, request.time, request.ttl)
         except SecurityError as exc:
             self._refuse(host, Refusal.EXPIRED, exc.reason)
             return
@@ -142,6 +143,50 @@ class Responder:
             identity=host.identity, facts=host.facts, classes=host.classes, agents=self.agents
         ):
             return
+        running = asyncio.get_running_loop().create_future()
+        self._running[key] = running
+        try:
+            sealed = await self._execute(request, host)
+            # Recorded before publishing so a redelivery after a failed publish is
+            # answered from here rather than run again.
+            self._journal[key] = (request.reply_to, sealed)
+            if len(self._journal) > self.JOURNAL_SIZE:
+                self._journal.popitem(last=False)
+        except BaseException:
+            guard.forget(request.id)  # interrupted before it counted: may run again
+            raise
+        finally:
+            del self._running[key]
+            running.set_result(None)
+        self.handled += 1
+        await self.transport.publish_reply(sealed, reply_to=request.reply_to)
+
+    def _open(self, envelope: bytes) -> Request:
+        # A broadcast reaches every identity served here with the same bytes:
+        # verify and parse it once. Requests are immutable, so sharing is safe.
+        request = self._opened.get(envelope)
+        if request is None:
+            request = open_request(envelope, self.verifier)
+            self._opened[envelope] = request
+            if len(self._opened) > 64:
+                self._opened.popitem(last=False)
+        return request
+
+    async def _answer_again(self, host: HostProfile, key: tuple[str, str], rid: str) -> bool:
+        """Answer a request id seen before from the journal; True if it was one."""
+        running = self._running.get(key)
+        if running is not None:
+            # A redelivery while the first delivery still runs (e.g. its reply waits
+            # for the broker): answer once that one is done.
+            await asyncio.shield(running)
+        recorded = self._journal.get(key)
+        if recorded is None:
+            return False
+        self._refuse(host, Refusal.DUPLICATE, f"request {rid} already answered; not run again")
+        await self.transport.publish_reply(recorded[1], reply_to=recorded[0])
+        return True
+
+    async def _execute(self, request: Request, host: HostProfile) -> bytes:
         outcome = await self._run(request, host)
         reply = build_reply(
             request,
@@ -151,9 +196,9 @@ class Responder:
             data=outcome.data,
         )
         try:
-            sealed = seal(reply, self.signer)
+            return seal(reply, self.signer)
         except MessageError as exc:
-            sealed = seal(
+            return seal(
                 build_reply(
                     request,
                     sender=host.identity,
@@ -162,13 +207,6 @@ class Responder:
                 ),
                 self.signer,
             )
-        # Recorded before publishing so a redelivery after a failed publish is
-        # answered from here rather than run again.
-        self._journal[key] = (request.reply_to, sealed)
-        if len(self._journal) > self.JOURNAL_SIZE:
-            self._journal.popitem(last=False)
-        self.handled += 1
-        await self.transport.publish_reply(sealed, reply_to=request.reply_to)
 
     async def _run(self, request: Request, host: HostProfile) -> Outcome:
         agent = self.actions.get(request.agent)

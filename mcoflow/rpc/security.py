@@ -213,6 +213,10 @@ class ReplayGuard:
         # Keep until no clock-skew-tolerant check could accept it again.
         self._seen[request_id] = expires + self.clock_skew
 
+    def forget(self, request_id: str) -> None:
+        """Accept ``request_id`` again (its handling was interrupted before it ran)."""
+        self._seen.pop(request_id, None)
+
     def _sweep(self, now: float) -> None:
         if now < self._sweep_at and len(self._seen) < self.max_entries:
             return

@@ -58,8 +58,13 @@ class AptProvider(PackageProvider):
 
     async def install(self, package: str, version: str | None) -> str:
         check_package_name(package)
-        target = package if version is None else f"{package}={check_package_version(version)}"
-        return await self._apt(("install", "--", target), f"install {package}")
+        if version is None:
+            return await self._apt(("install", "--", package), f"install {package}")
+        # An exact version may be older than the installed one: that is what was asked.
+        target = f"{package}={check_package_version(version)}"
+        return await self._apt(
+            ("install", "--allow-downgrades", "--", target), f"install {package}"
+        )
 
     async def uninstall(self, package: str) -> str:
         check_package_name(package)

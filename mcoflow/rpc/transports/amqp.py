@@ -97,6 +97,7 @@ class AmqpTransport(Transport):
         self._consume_broadcast: AbstractExchange | None = None
         self._consume_direct: AbstractExchange | None = None
         self._subscriptions: set[_AmqpSubscription] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
 
     @property
@@ -138,6 +139,10 @@ class AmqpTransport(Transport):
         self._closing = True
         for subscription in list(self._subscriptions):
             await subscription.cancel()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.close()
@@ -232,7 +237,7 @@ class AmqpTransport(Transport):
     # -- consuming --------------------------------------------------------------------
 
     def _callback(self, handler: Handler) -> Any:
-        async def on_message(message: AbstractIncomingMessage) -> None:
+        async def process(message: AbstractIncomingMessage) -> None:
             try:
                 await handler(message.body)
             except Exception:
@@ -242,6 +247,15 @@ class AmqpTransport(Transport):
                 await _settle(message, ack=False)
                 return
             await _settle(message, ack=True)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            # aio-pika cancels consumer callbacks when the connection drops; a broker
+            # blip must not kill a command half way, so the work runs in its own task
+            # and finishes (its reply waits for the reconnection).
+            task = asyncio.get_running_loop().create_task(process(message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            await asyncio.shield(task)
 
         return on_message
 

@@ -29,6 +29,7 @@ from mcoflow.rpc.client import RpcClient
 from mcoflow.rpc.messages import StatusCode
 from mcoflow.rpc.security import Signer, Verifier, generate_keypair, load_public_key
 from mcoflow.rpc.transports import transport_from_url
+from tests.rpc_fixtures import drop_reply_queues
 
 pytestmark = pytest.mark.root
 
@@ -175,8 +176,6 @@ async def agent(debian_host: str, tmp_path: Path) -> AsyncIterator[Host]:
         with contextlib.suppress(Exception):
             await transport.forget_host(identity=identity, collective=collective)
         await transport.close()
-        from tests.rpc_fixtures import drop_reply_queues
-
         await drop_reply_queues(url, [reply_to])
 
 

@@ -18,15 +18,15 @@ async def test_install_twice_and_restart_through_the_broker(site: Site) -> None:
     daemon = await site.daemon()
     [identity] = daemon.hosts
     client = await site.client()
-    assert await client.discover(Filter(identity=(identity,)), timeout=5.0, expect=1) == [identity]
+    assert await client.discover(Filter(identity=(identity,)), timeout=30.0, expect=1) == [identity]
     first = await client.call(
-        "package", "install", {"package": "hello"}, identities=[identity], timeout=10.0
+        "package", "install", {"package": "hello"}, identities=[identity], timeout=30.0
     )
     second = await client.call(
-        "package", "install", {"package": "hello"}, identities=[identity], timeout=10.0
+        "package", "install", {"package": "hello"}, identities=[identity], timeout=30.0
     )
     restart = await client.call(
-        "service", "restart", {"service": "cron"}, identities=[identity], timeout=10.0
+        "service", "restart", {"service": "cron"}, identities=[identity], timeout=30.0
     )
     assert first.result_for(identity).statuscode is StatusCode.OK
     assert first.result_for(identity).data["changed"] is True
@@ -38,13 +38,19 @@ async def test_install_twice_and_restart_through_the_broker(site: Site) -> None:
 async def test_many_simulated_hosts_behind_one_fanout(site: Site) -> None:
     daemon = await site.daemon(simulate_hosts=200, simulate_pattern="sim{n:04d}", facts={"rack": 3})
     client = await site.client()
-    everyone = await client.discover(timeout=10.0, expect=200)
+    everyone = await client.discover(timeout=30.0, expect=200)
     assert len(everyone) == 200
-    some = await client.discover(Filter(identity=("/^sim000[1-9]$/",)), timeout=3.0, expect=9)
+    some = await client.discover(Filter(identity=("/^sim000[1-9]$/",)), timeout=10.0, expect=9)
     assert some == [f"sim{n:04d}" for n in range(1, 10)]
     by_fact = Filter(facts=(FactFilter(fact="rack", operator=">=", value="3"),))
     result = await client.call(
-        "package", "install", {"package": "hello"}, filter=by_fact, timeout=15.0, expect=200
+        "package",
+        "install",
+        {"package": "hello"},
+        filter=by_fact,
+        timeout=30.0,
+        expect=200,
+        discovery_timeout=30.0,
     )
     assert len(result.results) == 200
     assert all(r.ok and r.data["changed"] is True for r in result.results)
@@ -65,7 +71,7 @@ async def test_untrusted_and_unauthorized_callers_run_nothing(
     )
     ops = await site.client()
     denied = await ops.call(
-        "package", "install", {"package": "hello"}, identities=[identity], timeout=10.0
+        "package", "install", {"package": "hello"}, identities=[identity], timeout=30.0
     )
     assert forged.result_for(identity).statuscode is NO_RESPONSE
     assert denied.result_for(identity).statuscode is StatusCode.ABORTED

@@ -140,16 +140,23 @@ def _senders(harness: Any, request: Request) -> list[str]:
     return senders
 
 
-async def test_direct_request_whose_filter_does_not_match_is_answered_not_run(
-    harness: Any, make_request: MakeRequest
+async def test_one_host_ignores_requests_whose_filter_does_not_match(
+    harness: Any, make_request: MakeRequest, eventually: Eventually
 ) -> None:
-    request = make_request(
-        "package", "install", {"package": "hello"}, filter=Filter(classes=("dbserver",))
+    # One identity: direct requests and broadcasts share the host's queue; a miss is silent.
+    missed = make_request(
+        "package", "install", {"package": "hello"}, filter=Filter(classes=("db",))
     )
-    [reply] = await harness.call(request)
-    assert reply.statuscode is StatusCode.ABORTED
-    assert "does not match" in reply.statusmsg
-    assert harness.fleet.install_count("web1") == 0
+    hit = make_request("rpcutil", "ping", filter=Filter(classes=("webserver",)))
+    await harness.broadcast(missed)
+    await harness.send(missed.model_copy(update={"id": "direct-miss"}))
+    await harness.broadcast(hit)
+    await eventually(lambda: len(harness.replies_to(hit)) == 1)
+    later = make_request()
+    await harness.call(later)
+    assert harness.replies_to(missed) == []
+    assert [r for r in harness.replies if r.request_id == "direct-miss"] == []
+    assert harness.fleet.calls == {}
 
 
 async def test_simulated_hosts_answer_one_broadcast(
@@ -179,3 +186,15 @@ async def test_refusals_are_logged(
         "refused request" in r.message and "caller ops" in r.message and "package" in r.message
         for r in caplog.records
     )
+
+
+async def test_stop_lets_a_running_action_finish(
+    harness_factory: Any, make_request: MakeRequest, eventually: Eventually
+) -> None:
+    harness = await harness_factory(simulation=SimulationSettings(delay=0.5))
+    request = make_request("package", "install", {"package": "hello"})
+    await harness.send(request)
+    await eventually(lambda: harness.fleet.install_count("web1") == 1)
+    await harness.daemon.stop()
+    await eventually(lambda: len(harness.replies_to(request)) == 1)
+    assert harness.replies_to(request)[0].data["changed"] is True

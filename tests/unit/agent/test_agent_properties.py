@@ -24,7 +24,7 @@ CALLER_KEY = Ed25519PrivateKey.generate()
 HOST_KEY = Ed25519PrivateKey.generate()
 CALLER = Signer("ops", CALLER_KEY)
 HOST_VERIFIER = Verifier({"host": HOST_KEY.public_key()})
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40)
 json_values = st.recursive(
@@ -65,7 +65,7 @@ def _world() -> tuple[Dispatcher, SimulatedFleet, list[Reply], HostContext]:
 
 def _deliver(envelope: bytes) -> tuple[SimulatedFleet, list[Reply]]:
     dispatcher, fleet, replies, host = _world()
-    asyncio.run(dispatcher.handle_direct(host, envelope))
+    asyncio.run(dispatcher.handle(host, envelope))
     return fleet, replies
 
 

@@ -74,7 +74,7 @@ async def test_apt_install_is_noninteractive_argv_with_version() -> None:
     argv, env = runner.calls[0]
     assert argv[0] == "apt-get"
     assert "-y" in argv
-    assert argv[-3:] == ("install", "--", "hello=2.10-3")
+    assert argv[-4:] == ("install", "--allow-downgrades", "--", "hello=2.10-3")
     assert env is not None
     assert env["DEBIAN_FRONTEND"] == "noninteractive"
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from mcoflow.agent.journal import Journal
+from mcoflow.agent.providers import SimulationSettings
 from mcoflow.rpc.envelope import seal
 from mcoflow.rpc.messages import Request, StatusCode
 
@@ -211,3 +212,23 @@ async def test_request_for_another_collective_is_refused(
     await eventually(lambda: _logged(caplog, "refused request", request.id, "collective 'other'"))
     assert harness.replies == []
     assert harness.fleet.calls == {}
+
+
+async def test_redelivery_while_running_is_not_run_twice(
+    harness_factory: Any,
+    make_request: MakeRequest,
+    caplog: pytest.LogCaptureFixture,
+    eventually: Eventually,
+) -> None:
+    harness = await harness_factory(simulation=SimulationSettings(delay=0.3))
+    request = _install(make_request)
+    envelope = seal(request, harness.keys.caller)
+    await harness.send(request, envelope=envelope)
+    await eventually(lambda: harness.fleet.install_count("web1") == 1)
+    await harness.send(request, envelope=envelope)
+    await eventually(lambda: _logged(caplog, request.id, "still running"))
+    await eventually(lambda: len(harness.replies_to(request)) == 1)
+    later = make_request()
+    await harness.call(later)
+    assert len(harness.replies_to(request)) == 1
+    assert harness.fleet.install_count("web1") == 1
