@@ -71,6 +71,9 @@ async def _run_until_signal(start: Any, stop: Any) -> None:
 @app.command()
 def executor(
     db: DbOption = None,
+    transport: Annotated[
+        str | None, typer.Option(help="broker URL (MCOFLOW_TRANSPORT_URL)")
+    ] = None,
     imports: Annotated[
         list[str] | None, typer.Option("--import", help="module with actions")
     ] = None,
@@ -81,10 +84,11 @@ def executor(
     log_level: str = "info",
 ) -> None:
     """Run an executor: claim runnable steps and run them until SIGTERM."""
-    from mcoflow.engine import Executor, Store
+    from mcoflow.server import build_orchestrator
 
     settings = _settings(
         database_url=db,
+        transport_url=transport,
         batch_size=batch_size,
         poll_interval=poll_interval,
         heartbeat_interval=heartbeat_interval,
@@ -94,21 +98,8 @@ def executor(
     _logging(log_level)
 
     async def main() -> None:
-        store = Store(settings.database_url)
-        await store.upgrade()
-        ex = Executor(
-            store,
-            batch_size=settings.batch_size,
-            poll_interval=settings.poll_interval,
-            heartbeat_interval=settings.heartbeat_interval,
-            dead_after=settings.dead_after,
-        )
-
-        async def stop() -> None:
-            await ex.stop()
-            await store.close()
-
-        await _run_until_signal(ex.start, stop)
+        orchestrator = await build_orchestrator(settings)
+        await _run_until_signal(orchestrator.start, orchestrator.stop)
 
     asyncio.run(main())
 
@@ -116,43 +107,75 @@ def executor(
 @app.command()
 def serve(
     db: DbOption = None,
+    transport: Annotated[
+        str | None, typer.Option(help="broker URL (MCOFLOW_TRANSPORT_URL)")
+    ] = None,
+    listen: Annotated[str | None, typer.Option(help="host:port of the web console")] = None,
+    simulate_hosts: Annotated[int, typer.Option(help="add N simulated hosts (sim-00001…)")] = 0,
+    local_agent: Annotated[
+        bool | None,
+        typer.Option(help="serve this machine in-process (default: with the memory broker)"),
+    ] = None,
     imports: Annotated[
         list[str] | None, typer.Option("--import", help="module with actions")
     ] = None,
     log_level: str = "info",
 ) -> None:
-    """Run the orchestrator: an executor on the configured database (embedded default:
-    ./mcoflow.db and the in-process broker)."""
-    from mcoflow.engine import Executor, Store
+    """Run the orchestrator: executor, web console and (embedded default) an agent for
+    this machine, on ./mcoflow.db and the in-process broker unless configured."""
+    from mcoflow.server import build_orchestrator
 
-    settings = _settings(database_url=db)
+    settings = _settings(database_url=db, transport_url=transport, listen=listen)
     _import_actions(settings, imports)
     _logging(log_level)
+    embedded = settings.transport_url.startswith("memory:")
+    with_agent = embedded if local_agent is None else local_agent
 
     async def main() -> None:
-        store = Store(settings.database_url)
-        await store.upgrade()
-        ex = Executor(
-            store,
-            batch_size=settings.batch_size,
-            poll_interval=settings.poll_interval,
-            heartbeat_interval=settings.heartbeat_interval,
-            dead_after=settings.dead_after,
+        orchestrator = await build_orchestrator(
+            settings, local_agent=with_agent, simulate_hosts=simulate_hosts
         )
+        web = _web_server(orchestrator, settings, embedded=embedded)
 
         async def start() -> None:
-            await ex.start()
+            await orchestrator.start()
+            if web is not None:
+                await web.start()
+            hosts = await _discover_at_start(orchestrator)
             console.print(
-                f"mcoflow serving on {settings.database_url} (executor {ex.id}); Ctrl-C stops it"
+                f"mcoflow serving: database {settings.database_url}, broker "
+                f"{settings.transport_url}, executor {orchestrator.executor.id}"
+                + (f", web http://{settings.listen}" if web is not None else "")
+                + f"; {hosts} hosts answered discovery. Ctrl-C stops it."
             )
 
         async def stop() -> None:
-            await ex.stop()
-            await store.close()
+            if web is not None:
+                await web.stop()
+            await orchestrator.stop()
 
         await _run_until_signal(start, stop)
 
     asyncio.run(main())
+
+
+async def _discover_at_start(orchestrator: Any) -> int:
+    """Record which hosts exist, so jobs can refuse unknown ones."""
+    from mcoflow.actions import Jobs
+
+    try:
+        return len(await Jobs(orchestrator.world).discover(timeout=2.0))
+    except Exception as exc:  # the server still serves; jobs then skip the host check
+        console.print(f"[yellow]discovery at start failed: {exc}[/yellow]")
+        return 0
+
+
+def _web_server(orchestrator: Any, settings: Settings, *, embedded: bool) -> Any:
+    try:
+        web = importlib.import_module("mcoflow.web.server")
+    except ImportError:
+        return None
+    return web.WebServer(orchestrator, settings, embedded=embedded)
 
 
 @app.command()
@@ -389,3 +412,303 @@ def clean(
 def main() -> None:
     with contextlib.suppress(KeyboardInterrupt):
         app()
+
+
+# ---- the operator's jobs ------------------------------------------------------------
+
+FilterOption = Annotated[
+    str | None,
+    typer.Option("--filter", help="select hosts by discovery: 'os_family=debian class:web'"),
+]
+ConcurrencyOption = Annotated[int | None, typer.Option(help="hosts at a time")]
+BatchOption = Annotated[str | None, typer.Option("--batch", help="batch size: n or n%")]
+MaxFailuresOption = Annotated[str | None, typer.Option(help="stop after n (or n%) failed hosts")]
+NoWaitOption = Annotated[bool, typer.Option("--no-wait", help="trigger and return")]
+TimeoutOption = Annotated[float | None, typer.Option(help="seconds a host may take")]
+
+
+def _split_targets(args: list[str], filter_: str | None, what: str) -> tuple[str, list[str]]:
+    """With --filter every argument is a package/service; else the first is HOSTS."""
+    if filter_:
+        return "", args
+    if len(args) < 2:
+        console.print(f"[red]error:[/red] give HOSTS (comma-separated) and at least one {what}")
+        raise typer.Exit(2)
+    return args[0], args[1:]
+
+
+def _job(
+    kind: str,
+    hosts: str,
+    filter_: str | None,
+    parameter: str,
+    *,
+    db: str | None,
+    concurrency: int | None,
+    batch: str | None,
+    max_failures: str | None,
+    timeout: float | None,
+    no_wait: bool,
+) -> None:
+    from mcoflow.actions import JobInputError, Jobs
+
+    async def main() -> int:
+        world = await _world(db)
+        try:
+            try:
+                plan = await Jobs(world).trigger(
+                    kind,
+                    hosts=hosts,
+                    filter=filter_,
+                    parameter=parameter,
+                    concurrency=concurrency,
+                    batch_size=batch,
+                    max_failures=max_failures,
+                    timeout=timeout,
+                    by="cli",
+                )
+            except JobInputError as exc:
+                console.print(f"[red]error:[/red] {exc.field}: {exc.message}")
+                return 2
+            console.print(f"plan {plan.id}: {plan.label}")
+            if no_wait:
+                return 0
+            if not await world.executors():
+                console.print(
+                    "[yellow]no executor is running: the plan starts when one does "
+                    "(`mcoflow serve`)[/yellow]"
+                )
+                return 3
+            return await _follow(world, plan.id)
+        finally:
+            await world.close()
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+async def _follow(world: Any, plan_id: str) -> int:
+    """Show progress until the plan stops or pauses, then a per-host result table."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mcoflow.actions import host_results
+    from mcoflow.actions.jobs import wait_with_progress
+    from mcoflow.engine import PlanResult
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("running", total=1.0)
+
+        def update(plan: Any) -> None:
+            progress.update(task, completed=plan.progress, description=plan.state.value)
+
+        plan = await wait_with_progress(world, plan_id, update)
+    rows = await host_results(world, plan_id)
+    table = Table(title=f"{plan.label}: {plan.state.value}, result {plan.result.value}")
+    if rows:
+        for col in ("host", "state", "result", "seconds", "message"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(
+                r.host,
+                r.state.value,
+                r.result.value,
+                "" if r.duration is None else f"{r.duration:.1f}",
+                r.message[:100],
+            )
+    else:
+        for col in ("step", "action", "state", "output / error"):
+            table.add_column(col)
+        for s in await world.steps(plan_id):
+            if not s.has_run:
+                continue
+            detail = s.error["message"] if s.error else json.dumps(s.output or {})
+            table.add_row(str(s.idx), s.action, s.state.value, detail[:100])
+    console.print(table)
+    if plan.result is not PlanResult.SUCCESS:
+        console.print(
+            f"plan {plan.id} {plan.state.value} with result {plan.result.value}"
+            + (f": {plan.error}" if plan.error else "")
+            + (
+                "; `mcoflow plans resume|skip|cancel` to go on"
+                if plan.state.value == "paused"
+                else ""
+            )
+        )
+        return 1
+    return 0
+
+
+@app.command()
+def install(
+    args: Annotated[list[str], typer.Argument(help="HOSTS PACKAGE... (HOSTS comma-separated)")],
+    filter_: FilterOption = None,
+    concurrency: ConcurrencyOption = None,
+    batch: BatchOption = None,
+    max_failures: MaxFailuresOption = None,
+    timeout: TimeoutOption = None,
+    no_wait: NoWaitOption = False,
+    db: DbOption = None,
+) -> None:
+    """Install packages on hosts."""
+    hosts, names = _split_targets(args, filter_, "package")
+    _job(
+        "install",
+        hosts,
+        filter_,
+        ",".join(names),
+        db=db,
+        concurrency=concurrency,
+        batch=batch,
+        max_failures=max_failures,
+        timeout=timeout,
+        no_wait=no_wait,
+    )
+
+
+@app.command()
+def uninstall(
+    args: Annotated[list[str], typer.Argument(help="HOSTS PACKAGE... (HOSTS comma-separated)")],
+    filter_: FilterOption = None,
+    concurrency: ConcurrencyOption = None,
+    batch: BatchOption = None,
+    max_failures: MaxFailuresOption = None,
+    timeout: TimeoutOption = None,
+    no_wait: NoWaitOption = False,
+    db: DbOption = None,
+) -> None:
+    """Remove packages from hosts."""
+    hosts, names = _split_targets(args, filter_, "package")
+    _job(
+        "uninstall",
+        hosts,
+        filter_,
+        ",".join(names),
+        db=db,
+        concurrency=concurrency,
+        batch=batch,
+        max_failures=max_failures,
+        timeout=timeout,
+        no_wait=no_wait,
+    )
+
+
+@app.command()
+def restart(
+    args: Annotated[list[str], typer.Argument(help="HOSTS SERVICE... (HOSTS comma-separated)")],
+    filter_: FilterOption = None,
+    concurrency: ConcurrencyOption = None,
+    batch: BatchOption = None,
+    max_failures: MaxFailuresOption = None,
+    timeout: TimeoutOption = None,
+    no_wait: NoWaitOption = False,
+    db: DbOption = None,
+) -> None:
+    """Restart services on hosts."""
+    hosts, names = _split_targets(args, filter_, "service")
+    _job(
+        "restart",
+        hosts,
+        filter_,
+        ",".join(names),
+        db=db,
+        concurrency=concurrency,
+        batch=batch,
+        max_failures=max_failures,
+        timeout=timeout,
+        no_wait=no_wait,
+    )
+
+
+@app.command("install-and-restart")
+def install_and_restart(
+    args: Annotated[list[str], typer.Argument(help="HOSTS 'pkg1,pkg2;svc1,svc2'")],
+    filter_: FilterOption = None,
+    concurrency: ConcurrencyOption = None,
+    batch: BatchOption = None,
+    max_failures: MaxFailuresOption = None,
+    timeout: TimeoutOption = None,
+    no_wait: NoWaitOption = False,
+    db: DbOption = None,
+) -> None:
+    """Install packages, then restart services if an install changed the host."""
+    hosts, names = _split_targets(args, filter_, "parameter")
+    if len(names) != 1:
+        console.print("[red]error:[/red] parameter: give one 'pkg1,pkg2;svc1,svc2' argument")
+        raise typer.Exit(2)
+    _job(
+        "install-and-restart",
+        hosts,
+        filter_,
+        names[0],
+        db=db,
+        concurrency=concurrency,
+        batch=batch,
+        max_failures=max_failures,
+        timeout=timeout,
+        no_wait=no_wait,
+    )
+
+
+@app.command()
+def discover(
+    filter_: FilterOption = None,
+    db: DbOption = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for replies")] = 2.0,
+) -> None:
+    """List the hosts that answer (through the running executor's broker)."""
+    from mcoflow.actions import JobInputError, Jobs
+
+    async def main() -> int:
+        world = await _world(db)
+        try:
+            if not await world.executors():
+                console.print("[red]error:[/red] no executor is running: start `mcoflow serve`")
+                return 3
+            try:
+                hosts = await Jobs(world).discover(filter_, timeout=timeout)
+            except JobInputError as exc:
+                console.print(f"[red]error:[/red] {exc.field}: {exc.message}")
+                return 2
+        finally:
+            await world.close()
+        for host in hosts:
+            console.print(host)
+        console.print(f"{len(hosts)} hosts")
+        return 0
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+keys_app = typer.Typer(help="Signing keys (Ed25519).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("init")
+def keys_init() -> None:
+    """Create the orchestrator's signing key (keys_dir/orchestrator, callers/)."""
+    from mcoflow.server import ensure_caller_key
+
+    settings = _settings()
+    key = ensure_caller_key(settings.keys_dir, settings.caller)
+    console.print(f"orchestrator key {key}; give agents {settings.keys_dir}/callers/ to trust")
+
+
+@keys_app.command("host")
+def keys_host(name: str) -> None:
+    """Create a host key pair: the host gets host-keys/NAME.key, the orchestrator
+    trusts hosts/NAME.pub."""
+    from mcoflow.server import ensure_host_key
+
+    settings = _settings()
+    try:
+        key = ensure_host_key(settings.keys_dir, name)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] name: {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"host key {key}")

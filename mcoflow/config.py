@@ -55,7 +55,11 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///mcoflow.db"
     transport_url: str = "memory://"
     collective: str = "mcoflow"
-    keys_dir: Path = Path("keys")
+    keys_dir: Path = Path(".mcoflow/keys")
+    state_dir: Path = Field(Path(".mcoflow"), description="agent journals of the embedded default")
+    caller: str = Field("mcoflow", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*$")
+    reply_to: str = Field("mcoflow.replies", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]*$")
+    listen: str = Field("127.0.0.1:9292", description="host:port of the web console")
     imports: tuple[str, ...] = Field(
         default=(), description="modules to import so their actions are registered"
     )

@@ -1,0 +1,116 @@
+"""The bridge between engine and broker: outbox messages go out as signed RPC
+requests; replies come back as events for the steps that wait for them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from mcoflow.actions.remote import REPLY_KEY, RPC_DESTINATION, parse_request_id
+from mcoflow.engine import EventKind, Store
+from mcoflow.rpc.client import RpcClient
+from mcoflow.rpc.filters import Filter
+from mcoflow.rpc.messages import Reply
+
+log = logging.getLogger("mcoflow.bridge")
+
+
+class RpcPublisher:
+    """The executor's OutboxPublisher: sign and publish RPC requests."""
+
+    def __init__(self, client: RpcClient) -> None:
+        self.client = client
+
+    async def publish(self, destination: str, message: dict[str, Any]) -> None:
+        if destination != RPC_DESTINATION:
+            raise ValueError(f"no publisher for outbox destination {destination!r}")
+        flt = Filter.model_validate(message["filter"]) if message.get("filter") else None
+        request = self.client.build(
+            message["agent"],
+            message["action"],
+            message.get("data") or {},
+            filter=flt,
+            ttl=float(message.get("ttl") or 60.0),
+            id=message["id"],
+        )
+        await self.client.send(request, message.get("identities"))
+
+
+class ReplyRouter:
+    """Writes each reply as an event for its step, in batches (group commit), and
+    returns only after the commit, so the transport acknowledges committed replies only.
+    Duplicates (same request id and sender) are dropped by the store's dedupe key."""
+
+    def __init__(self, store: Store, *, on_delivered: Any = None, max_batch: int = 1000):
+        self.store = store
+        self.on_delivered = on_delivered
+        self.max_batch = max_batch
+        self.replies = 0
+        self.duplicates = 0
+        self.unroutable = 0
+        self._pending: list[
+            tuple[tuple[str, int, EventKind, dict[str, Any], str, float], asyncio.Future[None]]
+        ] = []
+        self._kick = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._flush_loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for _, fut in self._pending:
+            if not fut.done():
+                fut.set_exception(ConnectionError("reply router stopped"))
+        self._pending.clear()
+
+    async def on_reply(self, reply: Reply) -> None:
+        target = parse_request_id(reply.request_id)
+        if target is None:
+            self.unroutable += 1
+            log.warning("reply %s from %s matches no step; dropped", reply.request_id, reply.sender)
+            return
+        plan_id, step_idx = target
+        payload = {REPLY_KEY: reply.model_dump(mode="json")}
+        key = f"reply:{reply.request_id}:{reply.sender}"
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(((plan_id, step_idx, EventKind.USER, payload, key, time.time()), fut))
+        self._kick.set()
+        self.start()
+        await fut
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            # let replies that arrive together share one transaction
+            await asyncio.sleep(0)
+            while self._pending:
+                batch, self._pending = (
+                    self._pending[: self.max_batch],
+                    self._pending[self.max_batch :],
+                )
+                try:
+                    fresh = await self.store.deliver_events([item for item, _ in batch])
+                except Exception as exc:
+                    # not committed: the broker redelivers what we do not acknowledge
+                    log.exception("storing %d replies failed", len(batch))
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                self.replies += sum(fresh)
+                self.duplicates += len(fresh) - sum(fresh)
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+                if self.on_delivered is not None:
+                    self.on_delivered()

@@ -1,0 +1,126 @@
+"""RemoteAction: a step that sends one RPC request through the outbox, suspends, and
+finishes when the host's reply (or its timeout) arrives."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from mcoflow.engine import Action, Event, EventKind
+from mcoflow.rpc.messages import StatusCode
+
+# Outbox destination of RPC requests; the RpcPublisher is the one reading it.
+RPC_DESTINATION = "rpc"
+REPLY_KEY = "reply"
+
+
+class RemoteError(RuntimeError):
+    """The host answered, and the answer is a failure."""
+
+
+class NoResponseError(TimeoutError):
+    """The host did not answer in time."""
+
+
+def request_id(plan_id: str, step_idx: int, attempt: int) -> str:
+    return f"{plan_id}.{step_idx}.{attempt}"
+
+
+def parse_request_id(value: str) -> tuple[str, int] | None:
+    """The (plan, step) a request id belongs to, or None if it is not one of ours."""
+    parts = value.split(".")
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+_STATUS_TEXT = {
+    StatusCode.ABORTED: "the action failed",
+    StatusCode.UNKNOWN_ACTION: "the host does not know this action",
+    StatusCode.MISSING_DATA: "input missing",
+    StatusCode.INVALID_DATA: "invalid input",
+    StatusCode.UNKNOWN_ERROR: "unexpected error on the host",
+}
+
+
+class RemoteAction(Action):
+    """Subclasses set ``agent`` and ``rpc_action`` and implement ``hostname``,
+    ``request_data`` and ``on_reply``. Re-running is safe: a request keeps its id
+    until a reply was handled, and hosts answer a repeated id from their journal."""
+
+    abstract = True
+    idempotent = True
+    agent: ClassVar[str]
+    rpc_action: ClassVar[str]
+    default_timeout: ClassVar[float] = 60.0
+
+    def hostname(self) -> str:
+        raise TypeError(f"{type(self).__name__} must implement hostname")
+
+    def request_data(self) -> dict[str, Any]:
+        raise TypeError(f"{type(self).__name__} must implement request_data")
+
+    def timeout(self) -> float:
+        return float(getattr(self.input, "timeout", None) or self.default_timeout)
+
+    def on_reply(self, data: dict[str, Any]) -> None:
+        """Turn a successful reply's data into output (default: copy it)."""
+        self.output.update(data)
+
+    def skip_remote(self) -> bool:
+        """Return True to finish without calling the host (``output`` already set)."""
+        return False
+
+    def run(self, event: Event | None = None) -> None:
+        if event is None:
+            if self.skip_remote():
+                return
+            self._send_request()
+            return
+        if event.kind is EventKind.TIMEOUT:
+            if event.payload.get("request_id") not in (None, self.data["request_id"]):
+                self.suspend()  # the timer of an earlier attempt
+                return
+            raise NoResponseError(f"no response from {self.hostname()} within {self.timeout():g} s")
+        reply = event.payload.get(REPLY_KEY)
+        if not isinstance(reply, dict) or reply.get("request_id") != self.data.get("request_id"):
+            self.suspend()  # a late reply to an earlier attempt: keep waiting
+            return
+        self.data["reply"] = {
+            "sender": reply.get("sender"),
+            "statuscode": reply.get("statuscode"),
+            "statusmsg": reply.get("statusmsg"),
+            "data": reply.get("data"),
+        }
+        code = StatusCode(int(reply["statuscode"]))
+        if code is not StatusCode.OK:
+            # the host really answered: a resume must send a fresh request, not replay it
+            self.data["answered"] = True
+            what = _STATUS_TEXT.get(code, code.name.lower())
+            raise RemoteError(
+                f"{self.hostname()}: {self.agent}.{self.rpc_action} failed "
+                f"(status {int(code)}, {what}): {reply.get('statusmsg', '')}"
+            )
+        self.on_reply(dict(reply.get("data") or {}))
+
+    def _send_request(self) -> None:
+        attempt = int(self.data.get("attempt", 0))
+        if self.data.get("answered"):
+            attempt += 1
+            self.data["answered"] = False
+        self.data["attempt"] = attempt
+        rid = request_id(self.plan_id, self.step_id, attempt)
+        self.data["request_id"] = rid
+        timeout = self.timeout()
+        self.send(
+            RPC_DESTINATION,
+            {
+                "id": rid,
+                "agent": self.agent,
+                "action": self.rpc_action,
+                "data": self.request_data(),
+                "identities": [self.hostname()],
+                "ttl": timeout,
+            },
+        )
+        self._running().schedule(EventKind.TIMEOUT, {"request_id": rid}, timeout)
+        self.suspend()

@@ -1,0 +1,167 @@
+"""Wiring one orchestrator process: store, executor, broker client, reply router, and
+in the embedded default an in-process agent for this machine (plus simulated hosts).
+
+Key layout under ``keys_dir`` (``mcoflow keys init`` creates it):
+    orchestrator/<caller>.key   signs requests        callers/<caller>.pub  agents trust these
+    hosts/<host>.pub            replies verified      host-keys/<host>.key  embedded agents only
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcoflow.actions.bridge import ReplyRouter, RpcPublisher
+from mcoflow.config import Settings
+from mcoflow.engine import Executor, Store, World
+from mcoflow.rpc.client import RpcClient
+from mcoflow.rpc.security import Signer, Verifier, generate_keypair
+from mcoflow.rpc.transport import Transport
+from mcoflow.rpc.transports import transport_from_url
+
+log = logging.getLogger("mcoflow.server")
+
+SIMULATED_KEY = "simulated"
+
+
+def ensure_caller_key(keys_dir: Path, caller: str) -> Path:
+    """The orchestrator's signing key, created on first use; its public half is
+    copied to callers/ for agents to trust."""
+    key = keys_dir / "orchestrator" / f"{caller}.key"
+    if not key.exists():
+        generate_keypair(key.parent, caller)
+    callers = keys_dir / "callers"
+    callers.mkdir(parents=True, exist_ok=True)
+    pub = callers / f"{caller}.pub"
+    if not pub.exists():
+        shutil.copyfile(key.with_suffix(".pub"), pub)
+    return key
+
+
+def ensure_host_key(keys_dir: Path, name: str) -> Path:
+    """A host key pair for an agent; the orchestrator trusts hosts/<name>.pub."""
+    key = keys_dir / "host-keys" / f"{name}.key"
+    if not key.exists():
+        generate_keypair(key.parent, name)
+    hosts = keys_dir / "hosts"
+    hosts.mkdir(parents=True, exist_ok=True)
+    pub = hosts / f"{name}.pub"
+    if not pub.exists():
+        shutil.copyfile(key.with_suffix(".pub"), pub)
+    return key
+
+
+@dataclass
+class Orchestrator:
+    settings: Settings
+    store: Store
+    world: World
+    executor: Executor
+    transport: Transport
+    client: RpcClient
+    router: ReplyRouter
+    agents: list[Any] = field(default_factory=list)
+
+    async def start(self) -> None:
+        await self.transport.connect()
+        for agent in self.agents:
+            await agent.start()
+        self.router.start()
+        await self.client.start()
+        await self.executor.start()
+
+    async def stop(self) -> None:
+        await self.executor.stop()
+        await self.client.close()
+        await self.router.stop()
+        for agent in self.agents:
+            await agent.stop()
+        await self.transport.close()
+        await self.store.close()
+
+    def broker_state(self) -> str:
+        kind = self.settings.transport_url.split(":", 1)[0]
+        return f"{kind}: {'connected' if self.transport.connected else 'disconnected'}"
+
+
+async def build_orchestrator(
+    settings: Settings,
+    *,
+    local_agent: bool = False,
+    simulate_hosts: int = 0,
+    simulation: dict[str, Any] | None = None,
+) -> Orchestrator:
+    """Everything one orchestrator process runs (not started yet)."""
+    keys = settings.keys_dir
+    signer = Signer.from_file(ensure_caller_key(keys, settings.caller), settings.caller)
+    if local_agent:
+        ensure_host_key(keys, socket.gethostname())
+    if simulate_hosts:
+        ensure_host_key(keys, SIMULATED_KEY)
+    (keys / "hosts").mkdir(parents=True, exist_ok=True)
+    verifier = Verifier.from_directory(keys / "hosts")
+    store = Store(settings.database_url)
+    await store.upgrade()
+    transport = transport_from_url(settings.transport_url)
+    router = ReplyRouter(store)
+    client = RpcClient(
+        transport,
+        signer,
+        collective=settings.collective,
+        reply_to=settings.reply_to,
+        verifier=verifier,
+        on_reply=router.on_reply,
+    )
+    executor = Executor(
+        store,
+        publisher=RpcPublisher(client),
+        batch_size=settings.batch_size,
+        poll_interval=settings.poll_interval,
+        heartbeat_interval=settings.heartbeat_interval,
+        dead_after=settings.dead_after,
+    )
+    router.on_delivered = executor.wake
+    agents = []
+    if local_agent or simulate_hosts:
+        from mcoflow.agent.config import AgentConfig
+        from mcoflow.agent.daemon import AgentDaemon
+
+        common: dict[str, Any] = {
+            "collective": settings.collective,
+            "broker_url": settings.transport_url,
+            "trusted_keys": keys / "callers",
+        }
+        if local_agent:
+            host = socket.gethostname()
+            agents.append(
+                AgentDaemon(
+                    AgentConfig(
+                        identity=host,
+                        key_file=keys / "host-keys" / f"{host}.key",
+                        journal_file=settings.state_dir / "agent-journal.sqlite",
+                        **common,
+                    ),
+                    transport=transport,
+                )
+            )
+        if simulate_hosts:
+            agents.append(
+                AgentDaemon(
+                    AgentConfig(
+                        simulate_hosts=simulate_hosts,
+                        key_file=keys / "host-keys" / "simulated.key",
+                        journal_file=settings.state_dir / "simulated-journal.sqlite",
+                        simulation=simulation or {},
+                        fanout_name=f"{socket.gethostname()}-sim",
+                        **common,
+                    ),
+                    transport=transport,
+                )
+            )
+    return Orchestrator(
+        settings, store, World(store, executor), executor, transport, client, router, agents
+    )
