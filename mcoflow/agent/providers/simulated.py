@@ -39,6 +39,9 @@ class SimulationSettings(BaseModel):
     services: dict[str, ServiceState] = Field(
         default_factory=dict, description="services every host starts with"
     )
+    broken_packages: tuple[str, ...] = Field(
+        (), description="packages whose install always fails (a broken repository)"
+    )
     default_version: str = "1.0-1"
     arch: str = "amd64"
 
@@ -110,6 +113,8 @@ class SimulatedPackageProvider(PackageProvider):
         if version is not None:
             check_package_version(version)
         await self._fleet.execute(self._identity, "install")
+        if package in self._fleet.settings.broken_packages:
+            raise ProviderError(f"simulated: package {package} is broken in the repository")
         chosen = version or self._fleet.settings.default_version
         self._fleet.host(self._identity).packages[package] = chosen
         return f"simulated: installed {package} {chosen}"
