@@ -123,6 +123,7 @@ async def build_orchestrator(
         poll_interval=settings.poll_interval,
         heartbeat_interval=settings.heartbeat_interval,
         dead_after=settings.dead_after,
+        retention=settings.retention_days * 86400,
     )
     router.on_delivered = executor.wake
     agents = []

@@ -89,6 +89,9 @@ class Action:
     rescue: ClassVar[RescueStrategy] = RescueStrategy.PAUSE
     weight: ClassVar[float] = 1.0
     abstract: ClassVar[bool] = True
+    # kinds of events where only the latest of several queued ones matters (e.g. "a
+    # sub-plan finished": the action recounts from the database anyway)
+    coalesce_events: ClassVar[frozenset[EventKind]] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

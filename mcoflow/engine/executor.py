@@ -44,6 +44,8 @@ class Executor:
         dead_after: float = 20.0,
         publisher: OutboxPublisher | None = None,
         outbox_retry_after: float = 5.0,
+        retention: float | None = None,
+        clean_interval: float = 3600.0,
     ) -> None:
         self.store = store
         self.id = executor_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -54,6 +56,8 @@ class Executor:
         self.dead_after = dead_after
         self.publisher = publisher
         self.outbox_retry_after = outbox_retry_after
+        self.retention = retention
+        self.clean_interval = clean_interval
         self.in_flight = 0
         self.steps_run = 0
         self._wake = asyncio.Event()
@@ -84,6 +88,8 @@ class Executor:
             loops.append(self._outbox_loop())
         if self.store.is_postgresql:
             loops.append(self._listen_loop())
+        if self.retention is not None:
+            loops.append(self._clean_loop())
         self._tasks = [asyncio.create_task(self._guard(loop)) for loop in loops]
         log.info("executor %s started", self.id)
 
@@ -260,6 +266,16 @@ class Executor:
                 log.warning("released the claims of dead executors %s", ", ".join(dead))
                 self._wake.set()
 
+    async def _clean_loop(self) -> None:
+        """Delete finished plans older than the retention period, now and then."""
+        assert self.retention is not None
+        while not self._stopping.is_set():
+            deleted = await self.store.delete_finished_plans(time.time() - self.retention)
+            if deleted:
+                log.info("deleted %d finished plans older than %.0f s", deleted, self.retention)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.clean_interval)
+
     async def _listen_loop(self) -> None:
         """LISTEN for work made runnable by other processes; polling stays as fallback."""
         import psycopg
@@ -285,20 +301,28 @@ class Executor:
 
     async def _outbox_loop(self) -> None:
         assert self.publisher is not None
+        publisher = self.publisher
         while True:
             self._outbox_wake.clear()
             # fresh messages are sent at once; old unconfirmed ones are retried after a while
             messages = await self.store.unpublished(500, time.time())
-            sent: list[int] = []
-            for message_id, destination, message in messages:
-                try:
-                    await self.publisher.publish(destination, message)
-                except Exception:
-                    log.exception("publishing outbox message %d failed; will retry", message_id)
-                    break
-                sent.append(message_id)
+
+            async def send(message_id: int, destination: str, body: dict[str, Any]) -> int:
+                await publisher.publish(destination, body)
+                return message_id
+
+            # concurrently: brokers pipeline publisher confirms
+            results = await asyncio.gather(*(send(*m) for m in messages), return_exceptions=True)
+            sent = [r for r in results if isinstance(r, int)]
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                log.error(
+                    "publishing %d outbox messages failed (will retry): %s",
+                    len(failures),
+                    failures[0],
+                )
             await self.store.mark_published(sent)
-            if len(sent) == len(messages) == 500:
+            if messages and not failures and len(messages) == 500:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox_wake.wait(), self.outbox_retry_after)

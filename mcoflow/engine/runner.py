@@ -73,6 +73,31 @@ def _finish_state(cls: type[Action], failed: bool) -> StepState:
     return StepState.SKIPPED if cls.rescue is RescueStrategy.SKIP else StepState.ERROR
 
 
+def _coalesce(
+    events: list[Event | None], kinds: frozenset[EventKind]
+) -> tuple[list[Event | None], list[int]]:
+    """Keep only the last of each run of consecutive events of a coalescable kind;
+    return the kept events and the ids of the dropped ones (consumed unseen)."""
+    if not kinds:
+        return events, []
+    kept: list[Event | None] = []
+    dropped: list[int] = []
+    for event in events:
+        last = kept[-1] if kept else None
+        if (
+            event is not None
+            and last is not None
+            and event.kind in kinds
+            and last.kind is event.kind
+        ):
+            if last.id is not None:
+                dropped.append(last.id)
+            kept[-1] = event
+        else:
+            kept.append(event)
+    return kept, dropped
+
+
 def _unserialisable(ctx: RunContext) -> dict[str, Any] | None:
     """Output, data and messages are stored as JSON: refuse anything else here, so one
     bad step cannot fail the whole batch's commit."""
@@ -109,6 +134,8 @@ async def run_step(claimed: ClaimedStep, counts: CountsFn | None = None) -> Step
         if not deliveries:
             # woken with nothing due (e.g. re-run after its executor died): run again
             deliveries = [None]
+        deliveries, skipped = _coalesce(deliveries, cls.coalesce_events)
+        consumed.extend(skipped)
         for event in deliveries:
             marks = (len(ctx.messages), len(ctx.sub_plans))
             ctx.suspended = False

@@ -29,6 +29,7 @@ class WithSubPlans(Action):
 
     abstract = True
     cancellable = True
+    coalesce_events = frozenset({EventKind.SUB_PLAN})
 
     def create_sub_plans(self) -> Iterable[SubPlan]:
         raise TypeError(f"{type(self).__name__} must implement create_sub_plans")

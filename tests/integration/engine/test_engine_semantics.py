@@ -398,3 +398,15 @@ async def test_notify_wakes_an_idle_executor_in_another_process(pg_server: str) 
                 await other.close()
             assert done.result is PlanResult.SUCCESS
             assert h.world.executor is not None
+
+
+async def test_the_executor_cleans_finished_plans_past_retention(db_url: str) -> None:
+    async with engine_harness(db_url) as h:
+        old = await h.run(A.Add, a=1)
+    # a new executor with a retention of zero deletes it on start
+    async with engine_harness(db_url, retention=0.0) as h:
+
+        async def gone() -> None:
+            assert await h.world.store.get_plan(old.id) is None
+
+        await assert_eventually(gone)
