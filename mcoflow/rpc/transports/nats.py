@@ -102,7 +102,7 @@ class NatsTransport(Transport):
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._subscriptions: set[_NatsSubscription] = set()
-        self._reply_streams: dict[str, str] = {}
+        self._stream_cache: dict[str, tuple[bool, float]] = {}
         self._closing = False
 
     @property
@@ -205,11 +205,32 @@ class NatsTransport(Transport):
         )
 
     async def publish_reply(self, envelope: bytes, *, reply_to: str) -> None:
+        if await self._durable_destination(reply_to):
+            try:
+                await self._js_publish(reply_to, envelope)
+                return
+            except _NoStream:
+                self._stream_cache.pop(reply_to, None)
+        # No durable reply destination: a transient caller listens on core NATS.
+        # (A JetStream publish there would wait for an ack nobody sends.)
+        await self._require_nc().publish(reply_to, envelope)
+
+    async def _durable_destination(self, subject: str) -> bool:
+        loop = asyncio.get_running_loop()
+        cached = self._stream_cache.get(subject)
+        if cached is not None and cached[1] > loop.time():
+            return cached[0]
         try:
-            await self._js_publish(reply_to, envelope)
-        except _NoStream:
-            # No durable reply destination: a transient caller listens on core NATS.
-            await self._require_nc().publish(reply_to, envelope)
+            await self._require_js().find_stream_name_by_subject(subject)
+            durable = True
+        except NotFoundError:
+            durable = False
+        except Exception as exc:
+            # Unknown (e.g. reconnecting): assume durable, the publish retries.
+            log.info("stream lookup for %r failed: %r", subject, exc)
+            return True
+        self._stream_cache[subject] = (durable, loop.time() + 30.0)
+        return durable
 
     async def _js_publish(self, subject: str, envelope: bytes) -> None:
         loop = asyncio.get_running_loop()

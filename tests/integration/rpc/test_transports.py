@@ -240,3 +240,13 @@ async def test_unknown_action_status(lab: Lab) -> None:
     client = await lab.client()
     result = await client.call("echo", "explode", identities=["web1"], timeout=5)
     assert result.result_for("web1").statuscode is StatusCode.UNKNOWN_ACTION
+
+
+async def test_transient_reply_destination(lab: Lab) -> None:
+    await lab.fleet(["web1"])
+    client = await lab.client(transient_replies=True)
+    started = time.monotonic()
+    for _ in range(3):
+        result = await client.call("echo", "run", identities=["web1"], timeout=5)
+        assert result.result_for("web1").ok
+    assert time.monotonic() - started < 3  # no publish waiting for an ack nobody sends

@@ -1,0 +1,118 @@
+"""run_agent and `python -m mcoflow.agent`: start, serve, stop on request or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcoflow.agent.__main__ import main
+from mcoflow.agent.config import AgentConfig
+from mcoflow.agent.daemon import run_agent
+from mcoflow.rpc.client import RpcClient
+from mcoflow.rpc.filters import Filter
+from mcoflow.rpc.transports.memory import MemoryBroker, MemoryTransport
+
+Eventually = Callable[..., Awaitable[None]]
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _config(keys: Any, tmp_path: Path, **extra: Any) -> AgentConfig:
+    return AgentConfig(
+        identity="solo",
+        key_file=keys.folder / "host.key",
+        trusted_keys=keys.trusted,
+        journal_file=tmp_path / "journal.sqlite",
+        package_provider="simulated",
+        service_provider="simulated",
+        **extra,
+    )
+
+
+async def test_run_agent_serves_until_stopped(keys: Any, tmp_path: Path) -> None:
+    broker = MemoryBroker()
+    agent_transport, client_transport = MemoryTransport(broker), MemoryTransport(broker)
+    await agent_transport.connect()
+    await client_transport.connect()
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_agent(_config(keys, tmp_path), transport=agent_transport, stop=stop)
+    )
+    client = RpcClient(
+        client_transport,
+        keys.caller,
+        collective="mcoflow",
+        reply_to="entry-replies",
+        verifier=keys.reply_verifier,
+    )
+    await client.start()
+    found: list[str] = []
+    for _ in range(100):
+        found = await client.discover(Filter(identity=("solo",)), timeout=0.2, expect=1)
+        if found:
+            break
+    assert found == ["solo"]
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert task.done()
+    assert task.exception() is None
+    await client.close()
+    await client_transport.close()
+    await agent_transport.close()
+
+
+def test_main_refuses_a_bad_config_with_exit_code_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text("identity: x\nsurprise: true\n")
+    assert main(["--config", str(config)]) == 2
+    assert "invalid agent config" in capsys.readouterr().err
+
+
+def test_main_reports_a_missing_key_file(
+    keys: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"key_file: {tmp_path}/nope.key\ntrusted_keys: {keys.trusted}\n")
+    assert main(["--config", str(config), "--log-level", "ERROR"]) == 2
+    assert "cannot start" in capsys.readouterr().err
+
+
+async def test_agent_process_stops_cleanly_on_sigterm(
+    keys: Any, tmp_path: Path, eventually: Eventually
+) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        f"identity: solo\nkey_file: {keys.folder}/host.key\ntrusted_keys: {keys.trusted}\n"
+        f"journal_file: {tmp_path}/journal.sqlite\nbroker_url: memory://\n"
+        "package_provider: simulated\nservice_provider: simulated\n"
+    )
+    log = tmp_path / "agent.log"
+    with log.open("wb") as sink:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "mcoflow.agent",
+            "--config",
+            str(config),
+            cwd=REPO,
+            stdout=sink,
+            stderr=sink,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+    try:
+        await eventually(lambda: "agent ready" in log.read_text(), within=30)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+        assert "agent stopped" in log.read_text()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
