@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import time
@@ -60,6 +61,7 @@ from mcoflow.engine.states import (
 )
 
 WAKE_CHANNEL = "mcoflow_wake"
+log = logging.getLogger("mcoflow.store")
 ABNORMAL_TERMINATION = "abnormal termination: its executor {executor} stopped while it ran"
 
 
@@ -589,6 +591,27 @@ class Store:
         now = time.time()
         plan_ids = sorted({o.plan_id for o in outcomes})
         flags = await self._lock_plans(conn, plan_ids)
+        # fencing: if this executor was declared dead meanwhile, its claims were released
+        # (and maybe re-run elsewhere); an outcome for a claim it lost must not count
+        held = {
+            (pid, idx)
+            for pid, idx in await conn.execute(
+                select(steps.c.plan_id, steps.c.idx).where(
+                    steps.c.plan_id.in_(plan_ids), steps.c.claimed_by == by
+                )
+            )
+        }
+        lost = [o for o in outcomes if (o.plan_id, o.idx) not in held]
+        if lost:
+            log.warning(
+                "dropping %d outcomes of steps %s no longer claimed by %s",
+                len(lost),
+                [(o.plan_id, o.idx) for o in lost[:5]],
+                by,
+            )
+            outcomes = [o for o in outcomes if (o.plan_id, o.idx) in held]
+            if not outcomes:
+                return
         for o in outcomes:
             if flags.get(o.plan_id, False) and o.state is StepState.SUSPENDED:
                 # the plan is being cancelled: cancellable steps get one Cancel event (the

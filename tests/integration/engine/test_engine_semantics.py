@@ -410,3 +410,33 @@ async def test_the_executor_cleans_finished_plans_past_retention(db_url: str) ->
             assert await h.world.store.get_plan(old.id) is None
 
         await assert_eventually(gone)
+
+
+async def test_an_executor_declared_dead_cannot_commit_what_it_ran(db_url: str) -> None:
+    from mcoflow.engine.records import StepOutcome
+
+    world = await World.open(db_url)
+    try:
+        plan = await world.trigger(A.Send, to="web1")
+        await world.store.register_executor("slow")
+        (claim,) = await world.store.claim_steps("slow", 10, time.time())
+        # "slow" stalls past the deadline; another executor releases its claims
+        await world.store._retrying(world.store._release_executors, ["slow"], "watchdog")
+        late = StepOutcome(
+            plan.id,
+            claim.idx,
+            claim.action,
+            StepState.SUCCESS,
+            {},
+            None,
+            None,
+            1.0,
+            0.0,
+            messages=[("web1", {"late": True})],
+        )
+        await world.store.write_outcomes([late], by="slow")
+        (step,) = await world.steps(plan.id)
+        assert step.state is StepState.PENDING  # released for a re-run, not "success"
+        assert await world.store.outbox_messages(plan.id) == []  # no effect committed
+    finally:
+        await world.close()
