@@ -1,14 +1,18 @@
 """RPC benchmark: round trips and simulated fleets over memory, RabbitMQ or NATS.
 
-    python benchmarks/rpc.py --transport amqp|nats|memory [--json] [--url URL]
+    python benchmarks/rpc.py --transport amqp|nats|memory [--json] [--hosts 1000,10000]
 
-Figures: mcoflow round trips per second for one client and one responder process,
-sequential and with 100 requests in flight; the time to discover and call 1,000 and
-10,000 simulated hosts (one responder process answering for all of them); and, beside
-them, the raw broker round-trip rate with plain aio-pika / nats-py and no mcoflow.
+Figures: mcoflow round trips per second for one client and one agent (``rpcutil.ping``
+to one named host), sequential and with 100 requests in flight; the time an agent
+serving N simulated identities takes to start (subscribe every identity); the time
+to discover N simulated hosts and to discover them and call ``package.status`` on
+all of them; and, beside them, the raw broker round-trip rate with plain aio-pika /
+nats-py and no mcoflow.
 
-The simulated hosts are served by ``mcoflow.rpc.Responder`` with an echo action (the
-agent daemon's ``simulated`` provider adds package bookkeeping on top of the same path).
+The hosts are the real agent daemon (``mcoflow.agent.daemon.AgentDaemon`` with
+``simulate_hosts``): in a subprocess for RabbitMQ and NATS, in this process for the
+memory transport. ``--reply-batch 1`` makes the agent sign and send every reply on
+its own (as N separate hosts would) instead of batching the replies ready together.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -27,12 +32,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from mcoflow.agent.config import AgentConfig
+from mcoflow.agent.daemon import AgentDaemon
 from mcoflow.rpc import (
     Filter,
-    HostProfile,
-    Outcome,
-    Request,
-    Responder,
     RpcClient,
     Signer,
     Transport,
@@ -40,7 +43,6 @@ from mcoflow.rpc import (
     generate_keypair,
     transport_from_url,
 )
-from mcoflow.rpc.responder import ping
 
 DEFAULT_URLS = {
     "memory": "memory://bench",
@@ -51,67 +53,72 @@ CORES = os.cpu_count() or 1
 RAW_QUEUE = "mcoflow-bench.raw"
 
 
-async def echo(request: Request, host: HostProfile) -> Outcome:
-    return Outcome(data={"identity": host.identity})
-
-
-ACTIONS = {"rpcutil": {"ping": ping}, "echo": {"run": echo}}
+HOST_PATTERN = "sim{n:05d}.bench"
 
 
 def host_names(count: int) -> list[str]:
-    return [f"sim{n:05}.bench" for n in range(count)]
+    return [HOST_PATTERN.format(n=n) for n in range(1, count + 1)]
 
 
-# -- responder side (also run as a subprocess) --------------------------------------
+# -- agent side (also run as a subprocess) -------------------------------------------
 
 
-async def start_responder(
-    transport: Transport, keydir: Path, collective: str, count: int
-) -> Responder:
-    responder = Responder(
-        transport,
+def agent_config(
+    url: str, keydir: Path, collective: str, count: int, reply_batch: int | None
+) -> AgentConfig:
+    trusted = keydir / "trusted"
+    trusted.mkdir(exist_ok=True)
+    (trusted / "bench.pub").write_bytes((keydir / "bench.pub").read_bytes())
+    return AgentConfig(
+        simulate_hosts=count,
+        simulate_pattern=HOST_PATTERN,
         collective=collective,
-        signer=Signer.from_file(keydir / "hosts.key"),
-        verifier=Verifier({"bench": Signer.from_file(keydir / "bench.key").public_key}),
-        actions=ACTIONS,
-        hosts=[HostProfile(identity=name) for name in host_names(count)],
+        broker_url=url,
+        key_file=keydir / "hosts.key",
+        key_name="hosts",
+        trusted_keys=trusted,
+        journal_file=keydir / f"journal-{collective}-{count}-{uuid.uuid4().hex[:6]}.sqlite",
+        agents=("rpcutil", "package", "service"),
+        fanout_name=f"bench-fanout-{uuid.uuid4().hex[:8]}",
+        reply_batch=reply_batch,
     )
-    # Subscriptions are independent; declaring them concurrently saves minutes at 10,000.
-    semaphore = asyncio.Semaphore(200)
-
-    async def one(host: HostProfile) -> None:
-        async with semaphore:
-            sub = await transport.subscribe_host(
-                identity=host.identity,
-                collective=collective,
-                agents=responder.agents,
-                handler=responder._handler_for(host),
-            )
-            responder._subscriptions.append(sub)
-
-    await asyncio.gather(*(one(h) for h in responder.hosts))
-    return responder
 
 
-async def forget_hosts(transport: Transport, collective: str, count: int) -> None:
-    semaphore = asyncio.Semaphore(200)
+async def start_agent(
+    config: AgentConfig, transport: Transport | None = None
+) -> tuple[AgentDaemon, float]:
+    daemon = AgentDaemon(config, transport=transport)
+    started = time.perf_counter()
+    await daemon.start()
+    return daemon, time.perf_counter() - started
+
+
+async def forget_hosts(transport: Transport, collective: str, names: list[str]) -> None:
+    """Delete the simulated hosts' queues / durable consumers (they are durable)."""
+    semaphore = asyncio.Semaphore(64)
 
     async def one(identity: str) -> None:
         async with semaphore:
             with contextlib.suppress(Exception):
                 await transport.forget_host(identity=identity, collective=collective)
 
-    await asyncio.gather(*(one(i) for i in host_names(count)))
+    await asyncio.gather(*(one(i) for i in names))
 
 
-async def serve(url: str, keydir: Path, collective: str, count: int) -> None:
+async def serve_agent(
+    url: str, keydir: Path, collective: str, count: int, reply_batch: int | None
+) -> None:
+    config = agent_config(url, keydir, collective, count, reply_batch)
     transport = transport_from_url(url)
     await transport.connect()
-    responder = await start_responder(transport, keydir, collective, count)
-    print("ready", flush=True)
+    daemon, startup = await start_agent(config, transport)
+    print(f"ready {startup:.3f}", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    await responder.stop()
-    await forget_hosts(transport, collective, count)
+    await daemon.stop(grace=5)
+    names = list(daemon.hosts)
+    if len(names) > 1:
+        names.append(config.fanout_name)
+    await forget_hosts(transport, collective, names)
     await transport.close()
 
 
@@ -161,7 +168,7 @@ async def serve_raw(url: str) -> None:
 
 
 class Child:
-    """A responder subprocess; it stops when its stdin closes."""
+    """An agent (or raw responder) subprocess; it stops when its stdin closes."""
 
     def __init__(self, *args: str) -> None:
         self.process = subprocess.Popen(
@@ -171,11 +178,13 @@ class Child:
             text=True,
         )
 
-    async def ready(self) -> None:
+    async def ready(self) -> float:
         assert self.process.stdout is not None
         line = await asyncio.get_running_loop().run_in_executor(None, self.process.stdout.readline)
-        if line.strip() != "ready":
+        if not line.startswith("ready"):
             raise RuntimeError(f"responder did not start: {line!r}")
+        words = line.split()
+        return float(words[1]) if len(words) > 1 else 0.0
 
     async def stop(self) -> None:
         assert self.process.stdin is not None
@@ -287,7 +296,14 @@ async def raw_rates(url: str, sequential: int, parallel: int) -> dict[str, float
 
 
 async def mcoflow_figures(
-    kind: str, url: str, keydir: Path, sequential: int, parallel: int, fleets: list[int]
+    kind: str,
+    url: str,
+    keydir: Path,
+    sequential: int,
+    parallel: int,
+    fleets: list[int],
+    reply_batch: int | None,
+    round_trips: bool = True,
 ) -> list[tuple[str, float, str, int]]:
     figures: list[tuple[str, float, str, int]] = []
     collective = f"bench{uuid.uuid4().hex[:8]}"
@@ -303,41 +319,56 @@ async def mcoflow_figures(
     )
     await client.start()
 
-    async def with_fleet(count: int) -> tuple[Child | None, Responder | None]:
+    async def with_fleet(count: int) -> tuple[Child | None, AgentDaemon | None, float]:
         if kind == "memory":
-            return None, await start_responder(transport, keydir, collective, count)
+            agent_transport = transport_from_url(url)
+            await agent_transport.connect()
+            config = agent_config(url, keydir, collective, count, reply_batch)
+            daemon, startup = await start_agent(config, agent_transport)
+            return None, daemon, startup
         child = Child(
             "--serve", "--url", url, "--keydir", str(keydir), "--collective", collective,
-            "--hosts", str(count),
+            "--hosts", str(count), "--reply-batch", str(reply_batch or 0),
         )  # fmt: skip
-        await child.ready()
-        return child, None
+        startup = await child.ready()
+        return child, None, startup
 
-    async def without_fleet(child: Child | None, responder: Responder | None, n: int) -> None:
+    async def without_fleet(child: Child | None, daemon: AgentDaemon | None) -> None:
         if child is not None:
             await child.stop()
-        if responder is not None:
-            await responder.stop()
-            await forget_hosts(transport, collective, n)
+        if daemon is not None:
+            await daemon.stop(grace=5)
+            await daemon.transport.close()
 
-    try:
-        child, responder = await with_fleet(1)
+    async def round_trip_figures(figures: list[tuple[str, float, str, int]]) -> None:
+        child, daemon, _ = await with_fleet(1)
         target = host_names(1)
 
         async def one(n: int) -> None:
-            result = await client.call("echo", "run", {"n": n}, identities=target, timeout=30)
+            result = await client.call("rpcutil", "ping", identities=target, timeout=30)
             if not result.ok:
                 raise RuntimeError(result.results[0].statusmsg)
 
         figures.append(("round trips sequential", await rate(one, sequential, 1), "1/s", 1))
         figures.append(("round trips 100 in flight", await rate(one, parallel, 100), "1/s", 1))
-        await without_fleet(child, responder, 1)
+        await without_fleet(child, daemon)
+
+    try:
+        if round_trips:
+            await round_trip_figures(figures)
 
         for count in fleets:
-            child, responder = await with_fleet(count)
+            child, daemon, startup = await with_fleet(count)
+            figures.append(("agent start (subscribe all identities)", startup, "s", count))
             started = time.perf_counter()
             result = await client.call(
-                "echo", "run", filter=Filter(), timeout=60, discovery_timeout=60, expect=count
+                "package",
+                "status",
+                {"package": "hello"},
+                filter=Filter(),
+                timeout=60,
+                discovery_timeout=60,
+                expect=count,
             )
             total = time.perf_counter() - started
             answered = len(result.stats.responded)
@@ -345,9 +376,11 @@ async def mcoflow_figures(
                 raise RuntimeError(
                     f"{count} hosts: discovered {len(result.stats.discovered)}, answered {answered}"
                 )
+            if not result.ok:
+                raise RuntimeError(f"{count} hosts: {result.results[0].statusmsg}")
             figures.append(("discover hosts", result.stats.discovery_seconds, "s", count))
             figures.append(("discover and call hosts", total, "s", count))
-            await without_fleet(child, responder, count)
+            await without_fleet(child, daemon)
     finally:
         await client.close()
         await transport.close()
@@ -362,12 +395,19 @@ async def run(args: argparse.Namespace) -> None:
         keydir = Path(tmp)
         generate_keypair(keydir, "bench")
         generate_keypair(keydir, "hosts")
-        if args.transport != "memory" and not args.no_raw:
+        if args.transport != "memory" and not args.no_raw and not args.no_round_trips:
             raw = await raw_rates(url, args.sequential, args.parallel)
             rows.extend((name, value, "1/s", 1) for name, value in raw.items())
         rows.extend(
             await mcoflow_figures(
-                args.transport, url, keydir, args.sequential, args.parallel, fleets
+                args.transport,
+                url,
+                keydir,
+                args.sequential,
+                args.parallel,
+                fleets,
+                args.reply_batch or None,
+                round_trips=not args.no_round_trips,
             )
         )
     if args.json:
@@ -382,11 +422,13 @@ async def run(args: argparse.Namespace) -> None:
                         "transport": args.transport,
                         "n": n,
                         "cores": CORES,
+                        "reply_batch": args.reply_batch or "auto",
                     }
                 )
             )
         return
-    print(f"rpc benchmark  transport={args.transport}  cores={CORES}")
+    batch = args.reply_batch or "auto"
+    print(f"rpc benchmark  transport={args.transport}  cores={CORES}  reply_batch={batch}")
     print(f"{'metric':<48} {'n':>7} {'value':>12}  unit")
     for metric, value, unit, n in rows:
         print(f"{metric:<48} {n:>7} {value:>12.2f}  {unit}")
@@ -401,13 +443,27 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=3000, help="round trips, 100 in flight")
     parser.add_argument("--hosts", default="1000,10000", help="simulated fleet sizes")
     parser.add_argument("--no-raw", action="store_true", help="skip the raw broker figures")
+    parser.add_argument(
+        "--reply-batch",
+        type=int,
+        default=0,
+        help="agent replies per signed envelope (default: the agent's own; 1: no batching)",
+    )
+    parser.add_argument(
+        "--no-round-trips", action="store_true", help="only the simulated fleet figures"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-raw", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--keydir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--collective", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
     if args.serve:
-        asyncio.run(serve(args.url, args.keydir, args.collective, int(args.hosts)))
+        asyncio.run(
+            serve_agent(
+                args.url, args.keydir, args.collective, int(args.hosts), args.reply_batch or None
+            )
+        )
     elif args.serve_raw:
         asyncio.run(serve_raw(args.url))
     else:

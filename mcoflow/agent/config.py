@@ -22,6 +22,10 @@ For benchmarks and demos one process can stand in for many hosts::
     simulate_hosts: 10000                      # identities sim-00001 … sim-10000
     simulate_pattern: "sim-{n:05d}"
     simulation: {delay: 0.05, failure_rate: 0.01, seed: 7}
+    # stats_file (relative: to this file): the calls per identity as JSON, rewritten
+    # every stats_interval s while they change and at stop, for tests and benchmarks
+    # that count them from outside the process:
+    #   simulation: {stats_file: sim-stats.json, stats_interval: 0.5}
 """
 
 from __future__ import annotations
@@ -87,6 +91,10 @@ class AgentConfig(BaseSettings):
     command_timeout: float = Field(900.0, gt=0)
     clock_skew: float = Field(60.0, ge=0)
     shutdown_grace: float = Field(300.0, ge=0, description="seconds running actions get at stop")
+    # Replies ready together (a broadcast answered by many identities of this process)
+    # share one signed envelope of up to this many; 1 sends each alone. Default: 256
+    # for several identities, 1 for a single one.
+    reply_batch: int | None = Field(None, ge=1, le=10_000)
     # The queue that receives broadcasts once for all identities of a multi-host process.
     fanout_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-fanout")
 
@@ -127,6 +135,11 @@ class AgentConfig(BaseSettings):
                 "service_provider 'simulated' (or 'none'): they cannot share one real OS"
             )
         return self
+
+    def reply_batch_size(self) -> int:
+        if self.reply_batch is not None:
+            return self.reply_batch
+        return 256 if len(self.host_identities()) > 1 else 1
 
     def host_identities(self) -> tuple[str, ...]:
         if self.simulate_hosts:
@@ -170,4 +183,9 @@ def _relative_to(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         value = result.get(key)
         if isinstance(value, str) and value and not Path(value).is_absolute():
             result[key] = str(base / value)
+    simulation = result.get("simulation")
+    if isinstance(simulation, dict):
+        stats = simulation.get("stats_file")
+        if isinstance(stats, str) and stats and not Path(stats).is_absolute():
+            result["simulation"] = {**simulation, "stats_file": str(base / stats)}
     return result

@@ -81,9 +81,11 @@ class AgentDaemon:
             replay_guard=ReplayGuard(
                 clock_skew=config.clock_skew, max_entries=max(1_000_000, 200 * len(identities))
             ),
+            reply_batch=config.reply_batch_size(),
         )
         self._subscriptions: list[Subscription] = []
         self._pruner: asyncio.Task[None] | None = None
+        self._stats_writer: asyncio.Task[None] | None = None
 
     # -- set-up ---------------------------------------------------------------------
 
@@ -193,6 +195,9 @@ class AgentDaemon:
                 )
             )
         self._pruner = asyncio.create_task(self._prune_forever(), name="journal-pruner")
+        if self.fleet.settings.stats_file is not None:
+            self._write_stats()
+            self._stats_writer = asyncio.create_task(self._write_stats_forever(), name="sim-stats")
         log.info(
             "agent ready: %d identit%s in collective %s, agents %s, providers %s/%s",
             len(hosts),
@@ -207,11 +212,13 @@ class AgentDaemon:
         """Let running actions finish (up to ``grace`` s, a package install must not be
         killed half way), then unsubscribe and close."""
         await self.dispatcher.drain(self.config.shutdown_grace if grace is None else grace)
-        if self._pruner is not None:
-            self._pruner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pruner
-            self._pruner = None
+        for task in (self._pruner, self._stats_writer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._pruner = self._stats_writer = None
+        self._write_stats()
         for subscription in self._subscriptions:
             with contextlib.suppress(Exception):
                 await subscription.cancel()
@@ -220,6 +227,26 @@ class AgentDaemon:
             await self.transport.close()
         self.journal.close()
         log.info("agent stopped")
+
+    async def _write_stats_forever(self) -> None:
+        """Simulated hosts: the calls per identity, for benchmarks and tests outside."""
+        settings = self.fleet.settings
+        assert settings.stats_file is not None
+        written = self.fleet.changes
+        while True:
+            await asyncio.sleep(settings.stats_interval)
+            if self.fleet.changes != written:
+                written = self.fleet.changes
+                self._write_stats()
+
+    def _write_stats(self) -> None:
+        path = self.fleet.settings.stats_file
+        if path is None:
+            return
+        try:
+            self.fleet.write_stats(path)
+        except OSError as exc:
+            log.warning("cannot write simulation stats to %s: %s", path, exc)
 
     async def _prune_forever(self) -> None:
         while True:

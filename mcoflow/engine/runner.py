@@ -122,6 +122,7 @@ async def run_step(claimed: ClaimedStep, counts: CountsFn | None = None) -> Step
     error: dict[str, Any] | None = None
     consumed: list[int] = []
     marks = (0, 0)
+    current: Event | None = None
     cls: type[Action] | None = None
     try:
         cls = registered_action(claimed.action)
@@ -137,6 +138,7 @@ async def run_step(claimed: ClaimedStep, counts: CountsFn | None = None) -> Step
         deliveries, skipped = _coalesce(deliveries, cls.coalesce_events)
         consumed.extend(skipped)
         for event in deliveries:
+            current = event
             marks = (len(ctx.messages), len(ctx.sub_plans))
             ctx.suspended = False
             if event is not None and event.kind is EventKind.CANCEL and cls.cancellable:
@@ -155,6 +157,9 @@ async def run_step(claimed: ClaimedStep, counts: CountsFn | None = None) -> Step
         error["message"] = f"invalid output: {exc}"
     except Exception as exc:
         error = error_record(exc)
+        # the event that made it fail is handled: a resume must not see it again
+        if current is not None and current.id is not None and current.id not in consumed:
+            consumed.append(current.id)
         # what earlier events of this claim produced stands; the failed run's does not
         del ctx.messages[marks[0] :]
         del ctx.sub_plans[marks[1] :]

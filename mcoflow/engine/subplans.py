@@ -29,6 +29,8 @@ class WithSubPlans(Action):
 
     abstract = True
     cancellable = True
+    # run() recounts everything from the database; "created" commits with the children
+    idempotent = True
     coalesce_events = frozenset({EventKind.SUB_PLAN})
 
     def create_sub_plans(self) -> Iterable[SubPlan]:

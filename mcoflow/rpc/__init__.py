@@ -12,7 +12,7 @@ from mcoflow.rpc.client import (
     RpcStats,
     batches,
 )
-from mcoflow.rpc.envelope import open_reply, open_request, seal
+from mcoflow.rpc.envelope import open_replies, open_reply, open_request, seal
 from mcoflow.rpc.filters import FactFilter, Filter
 from mcoflow.rpc.messages import (
     MAX_MESSAGE_BYTES,
@@ -23,6 +23,8 @@ from mcoflow.rpc.messages import (
     build_reply,
     build_request,
     encode_message,
+    encode_reply_batch,
+    parse_replies,
     parse_reply,
     parse_request,
 )
@@ -73,11 +75,14 @@ __all__ = [
     "build_reply",
     "build_request",
     "encode_message",
+    "encode_reply_batch",
     "generate_keypair",
     "load_private_key",
     "load_public_key",
+    "open_replies",
     "open_reply",
     "open_request",
+    "parse_replies",
     "parse_reply",
     "parse_request",
     "seal",

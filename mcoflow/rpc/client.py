@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from mcoflow.rpc.envelope import open_reply, seal
+from mcoflow.rpc.envelope import open_replies, seal
 from mcoflow.rpc.filters import Filter
 from mcoflow.rpc.messages import MessageError, Reply, Request, StatusCode, build_request
 from mcoflow.rpc.security import SecurityError, Signer, Verifier
@@ -210,18 +210,24 @@ class RpcClient:
 
     async def _on_envelope(self, envelope: bytes) -> None:
         try:
-            reply = open_reply(envelope, self.verifier)
+            # One reply, or a batch of them from a process answering for many hosts.
+            replies = open_replies(envelope, self.verifier)
         except (SecurityError, MessageError) as exc:
             self.rejected_replies += 1
             log.warning("reply refused: %s", exc)
             return
-        pending = self._pending.get(reply.request_id)
-        if pending is not None:
-            pending.add(reply)
-        elif self.on_reply is not None:
-            await self.on_reply(reply)
-        else:
-            log.debug("late or unknown reply %s from %s dropped", reply.request_id, reply.sender)
+        for reply in replies:
+            pending = self._pending.get(reply.request_id)
+            if pending is not None:
+                pending.add(reply)
+            elif self.on_reply is not None:
+                # If it raises, the whole envelope is redelivered; the replies already
+                # handed over come again and are deduplicated by (request id, sender).
+                await self.on_reply(reply)
+            else:
+                log.debug(
+                    "late or unknown reply %s from %s dropped", reply.request_id, reply.sender
+                )
 
     # -- low level --------------------------------------------------------------------
 

@@ -7,12 +7,13 @@ from mcoflow.rpc.messages import (
     Reply,
     Request,
     encode_message,
+    parse_replies,
     parse_reply,
     parse_request,
 )
 from mcoflow.rpc.security import SecurityError, Signer, Verifier, unpack_envelope
 
-__all__ = ["open_reply", "open_request", "seal"]
+__all__ = ["open_replies", "open_reply", "open_request", "seal"]
 
 
 def seal(message: Request | Reply, signer: Signer) -> bytes:
@@ -50,6 +51,27 @@ def open_reply(envelope: bytes, verifier: Verifier | None, *, bind_sender: bool 
     if bind_sender and reply.sender != signer:
         raise SecurityError(f"reply claims sender {reply.sender!r} but is signed by {signer!r}")
     return reply
+
+
+def open_replies(
+    envelope: bytes, verifier: Verifier | None, *, bind_sender: bool = False
+) -> list[Reply]:
+    """Verify and parse an envelope holding one reply or a batch of replies.
+
+    A batch (sent by a process answering for many identities) is verified once;
+    ``bind_sender`` then requires every reply in it to name the signer."""
+    if verifier is None:
+        signer, body, _ = unpack_envelope(bytes(envelope))
+    else:
+        signer, body = verifier.open(envelope)
+    replies = parse_replies(body)
+    if bind_sender:
+        for reply in replies:
+            if reply.sender != signer:
+                raise SecurityError(
+                    f"reply claims sender {reply.sender!r} but is signed by {signer!r}"
+                )
+    return replies
 
 
 # Re-exported so callers can catch both from one place.

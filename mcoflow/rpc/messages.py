@@ -29,11 +29,17 @@ __all__ = [
     "build_reply",
     "build_request",
     "encode_message",
+    "encode_reply_batch",
+    "parse_replies",
     "parse_reply",
     "parse_request",
 ]
 
 MAX_MESSAGE_BYTES = 1024 * 1024
+# A process serving many identities (simulated hosts) may answer with one signed
+# batch of replies instead of one envelope per reply (see ``encode_reply_batch``).
+MAX_BATCH_REPLIES = 10_000
+_BATCH_HEAD = b'{"version":1,"replies":['
 MAX_TTL = 7 * 24 * 3600.0
 
 # Names end up in broker subjects and routing keys: no whitespace or wildcards.
@@ -104,6 +110,17 @@ class Reply(BaseModel):
     time: Epoch
 
 
+class ReplyBatch(BaseModel):
+    """Several replies in one message: what one process serving many identities
+    sends instead of one signed envelope per reply. Every reply in it is a full
+    ``Reply``; the batch adds nothing but the list."""
+
+    model_config = _CONFIG
+
+    version: Literal[1] = 1
+    replies: Annotated[list[Reply], Field(min_length=1, max_length=MAX_BATCH_REPLIES)]
+
+
 def _describe(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False, include_input=False)[:5]:
@@ -136,6 +153,33 @@ def parse_request(body: bytes) -> Request:
 def parse_reply(body: bytes) -> Reply:
     """Parse and validate a reply; raises only MessageError."""
     return _parse(Reply, body)
+
+
+def parse_replies(body: bytes) -> list[Reply]:
+    """Parse a reply or a batch of replies (``encode_reply_batch``); raises only MessageError."""
+    if isinstance(body, bytes | bytearray | memoryview) and _BATCH_HEAD in bytes(body[:64]):
+        return list(_parse(ReplyBatch, body).replies)
+    return [_parse(Reply, body)]
+
+
+def encode_reply_batch(bodies: list[bytes]) -> bytes:
+    """One batch message from replies already encoded with ``encode_message``.
+
+    The caller keeps the total under MAX_MESSAGE_BYTES (``batch_size_of`` tells the size).
+    """
+    if not bodies:
+        raise MessageError("a reply batch needs at least one reply")
+    if len(bodies) > MAX_BATCH_REPLIES:
+        raise MessageError(f"a reply batch holds at most {MAX_BATCH_REPLIES} replies")
+    body = _BATCH_HEAD + b",".join(bodies) + b"]}"
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise MessageError(f"reply batch of {len(body)} bytes exceeds {MAX_MESSAGE_BYTES} bytes")
+    return body
+
+
+def batch_size_of(sizes_total: int, count: int) -> int:
+    """Encoded size of a batch of ``count`` replies whose bodies add up to ``sizes_total``."""
+    return len(_BATCH_HEAD) + sizes_total + max(count - 1, 0) + 2
 
 
 def encode_message(message: Request | Reply) -> bytes:

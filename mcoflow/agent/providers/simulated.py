@@ -7,9 +7,14 @@ Never chosen automatically: a configuration has to ask for it.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,6 +49,12 @@ class SimulationSettings(BaseModel):
     )
     default_version: str = "1.0-1"
     arch: str = "amd64"
+    stats_file: Path | None = Field(
+        None,
+        description="the daemon writes the calls per identity here as JSON (see "
+        "SimulatedFleet.write_stats), so other processes can count them",
+    )
+    stats_interval: float = Field(1.0, gt=0, description="seconds between stats writes")
 
 
 @dataclass
@@ -56,6 +67,7 @@ class _SimHost:
 class SimulatedFleet:
     settings: SimulationSettings = field(default_factory=SimulationSettings)
     calls: Counter[tuple[str, str]] = field(default_factory=Counter)
+    changes: int = 0  # bumped on every call: a stats writer skips a write when unchanged
     _hosts: dict[str, _SimHost] = field(default_factory=dict)
     _rng: random.Random = field(init=False)
 
@@ -76,9 +88,25 @@ class SimulatedFleet:
     def total(self, operation: str) -> int:
         return sum(n for (_, op), n in self.calls.items() if op == operation)
 
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Calls per identity and operation: ``{"sim-00001": {"install": 1}}``."""
+        out: dict[str, dict[str, int]] = {}
+        for (identity, operation), n in sorted(self.calls.items()):
+            out.setdefault(identity, {})[operation] = n
+        return out
+
+    def write_stats(self, path: Path) -> None:
+        """Write the calls as JSON, atomically (a reader never sees half a file)."""
+        document = {"pid": os.getpid(), "written_at": time.time(), "calls": self.stats()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(document, separators=(",", ":")), encoding="utf-8")
+        os.replace(partial, path)
+
     async def execute(self, identity: str, operation: str) -> None:
         """Count the call, take the configured time, fail at the configured rate."""
         self.calls[(identity, operation)] += 1
+        self.changes += 1
         s = self.settings
         pause = s.delay + (self._rng.uniform(0.0, s.jitter) if s.jitter else 0.0)
         failed = s.failure_rate > 0 and self._rng.random() < s.failure_rate
@@ -92,6 +120,12 @@ class SimulatedFleet:
 
     def service_provider(self, identity: str) -> SimulatedServiceProvider:
         return SimulatedServiceProvider(self, identity)
+
+
+def read_stats(path: Path) -> dict[str, Any]:
+    """What ``SimulatedFleet.write_stats`` wrote: ``{"pid", "written_at", "calls"}``."""
+    document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return document
 
 
 class SimulatedPackageProvider(PackageProvider):

@@ -14,16 +14,24 @@ The connection is robust: on loss it reconnects and restores the topology and th
 consumers, and publishing waits for the reconnection (up to ``publish_timeout``)
 instead of losing the message. A retried publish may arrive twice; receivers
 deduplicate (see mcoflow.rpc.transport).
+
+Throughput: publishes share one confirming channel but do not wait for each other
+(each frame is queued for the connection's writer, then its own confirm awaited);
+queue declarations and consumers are spread over up to ``setup_channels`` channels,
+since a channel answers one such call at a time and a process serving thousands of
+(simulated) identities declares a queue for each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -42,6 +50,7 @@ log = logging.getLogger(__name__)
 BROADCAST_EXCHANGE = "mcoflow.broadcast"
 DIRECT_EXCHANGE = "mcoflow.direct"
 MAX_KEY = 255
+_EXCHANGES = {"broadcast": BROADCAST_EXCHANGE, "direct": DIRECT_EXCHANGE, "default": ""}
 
 
 def _key(*parts: str) -> str:
@@ -83,12 +92,20 @@ class AmqpTransport(Transport):
         publish_timeout: float = 30.0,
         reconnect_interval: float = 0.5,
         requeue_delay: float = 0.5,
+        setup_channels: int = 16,
     ) -> None:
+        """``setup_channels``: at most this many channels declare queues and start
+        consumers side by side (AMQP answers one such call at a time per channel, so
+        a process subscribing thousands of identities needs several)."""
         self.url = url
         self.prefetch = prefetch
         self.publish_timeout = publish_timeout
         self.reconnect_interval = reconnect_interval
         self.requeue_delay = requeue_delay
+        self.setup_channels = max(1, setup_channels)
+        self._channels: list[AbstractChannel] = []
+        self._channel_load: list[int] = []
+        self._channel_lock = asyncio.Lock()
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._consume_channel: AbstractChannel | None = None
@@ -124,6 +141,7 @@ class AmqpTransport(Transport):
         await self._consume_channel.set_qos(prefetch_count=self.prefetch)
         self._broadcast, self._direct = await self._exchanges(self._publish_channel)
         self._consume_broadcast, self._consume_direct = await self._exchanges(self._consume_channel)
+        self._channels, self._channel_load = [self._consume_channel], [0]
 
     @staticmethod
     async def _exchanges(channel: AbstractChannel) -> tuple[AbstractExchange, AbstractExchange]:
@@ -144,6 +162,7 @@ class AmqpTransport(Transport):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         connection, self._connection = self._connection, None
+        self._channels, self._channel_load = [], []
         if connection is not None:
             await connection.close()
 
@@ -199,16 +218,22 @@ class AmqpTransport(Transport):
         while True:
             if self._connection is None or self._publish_channel is None:
                 raise TransportError("AMQP transport is not connected")
-            target = {
-                "broadcast": self._broadcast,
-                "direct": self._direct,
-                "default": self._publish_channel.default_exchange,
-            }[exchange]
-            assert target is not None
             remaining = deadline - loop.time()
             try:
-                await target.publish(
-                    message, routing_key, mandatory=mandatory, timeout=max(remaining, 0.1)
+                if self._publish_channel.is_closed:
+                    raise aiormq.exceptions.ChannelInvalidStateError("publish channel closed")
+                channel = await self._publish_channel.get_underlay_channel()
+                # wait=False: the frame is queued for the connection's writer and the
+                # confirm awaited, without holding the channel lock until the socket
+                # drained (with it, concurrent publishes go one per writer turn).
+                await channel.basic_publish(
+                    message.body,
+                    exchange=_EXCHANGES[exchange],
+                    routing_key=routing_key,
+                    properties=message.properties,
+                    mandatory=mandatory,
+                    timeout=max(remaining, 0.1),
+                    wait=False,  # type: ignore[call-arg]  # aiormq's ABC omits it
                 )
                 return
             except DeliveryError:
@@ -259,17 +284,38 @@ class AmqpTransport(Transport):
 
         return on_message
 
+    @contextlib.asynccontextmanager
+    async def _setup_channel(self) -> AsyncIterator[AbstractChannel]:
+        """The least busy consuming channel, opening another (up to ``setup_channels``)
+        when all are busy: queue declarations and consumers then proceed in parallel."""
+        async with self._channel_lock:
+            if not self._channels or self._connection is None:
+                raise TransportError("AMQP transport is not connected")
+            load = self._channel_load
+            index = min(range(len(load)), key=load.__getitem__)
+            if load[index] and len(self._channels) < self.setup_channels:
+                opened = await self._connection.channel(publisher_confirms=False)
+                await opened.set_qos(prefetch_count=self.prefetch)
+                self._channels.append(opened)
+                load.append(0)
+                index = len(load) - 1
+            load[index] += 1
+            channel = self._channels[index]
+        try:
+            yield channel
+        finally:
+            if index < len(self._channel_load) and self._channels[index] is channel:
+                self._channel_load[index] -= 1
+
     async def subscribe_host(
         self, *, identity: str, collective: str, agents: Sequence[str], handler: Handler
     ) -> Subscription:
-        channel = self._require_channel()
-        assert self._consume_broadcast is not None
-        assert self._consume_direct is not None
-        queue = await channel.declare_queue(host_queue_name(collective, identity), durable=True)
-        await queue.bind(self._consume_direct, _key(collective, identity))
-        for agent in dict.fromkeys(agents):
-            await queue.bind(self._consume_broadcast, _key(collective, agent))
-        tag = await queue.consume(self._callback(handler))
+        async with self._setup_channel() as channel:
+            queue = await channel.declare_queue(host_queue_name(collective, identity), durable=True)
+            await queue.bind(DIRECT_EXCHANGE, _key(collective, identity))
+            for agent in dict.fromkeys(agents):
+                await queue.bind(BROADCAST_EXCHANGE, _key(collective, agent))
+            tag = await queue.consume(self._callback(handler))
         subscription = _AmqpSubscription(self, queue, tag)
         self._subscriptions.add(subscription)
         return subscription
@@ -277,24 +323,19 @@ class AmqpTransport(Transport):
     async def subscribe_replies(
         self, *, reply_to: str, handler: Handler, transient: bool = False
     ) -> Subscription:
-        channel = self._require_channel()
-        if transient:
-            queue = await channel.declare_queue(reply_to, exclusive=True, auto_delete=True)
-        else:
-            queue = await channel.declare_queue(reply_to, durable=True)
-        tag = await queue.consume(self._callback(handler))
+        async with self._setup_channel() as channel:
+            if transient:
+                queue = await channel.declare_queue(reply_to, exclusive=True, auto_delete=True)
+            else:
+                queue = await channel.declare_queue(reply_to, durable=True)
+            tag = await queue.consume(self._callback(handler))
         subscription = _AmqpSubscription(self, queue, tag)
         self._subscriptions.add(subscription)
         return subscription
 
     async def forget_host(self, *, identity: str, collective: str) -> None:
-        channel = self._require_channel()
-        await channel.queue_delete(host_queue_name(collective, identity))
-
-    def _require_channel(self) -> AbstractChannel:
-        if self._consume_channel is None:
-            raise TransportError("AMQP transport is not connected")
-        return self._consume_channel
+        async with self._setup_channel() as channel:
+            await channel.queue_delete(host_queue_name(collective, identity))
 
 
 async def _settle(message: AbstractIncomingMessage, *, ack: bool) -> None:

@@ -316,8 +316,19 @@ class NatsTransport(Transport):
                     cb=self._callback(subscription, handler, acked=False),
                 )
             )
+        if agents:
+            await self._flush(nc)
         self._subscriptions.add(subscription)
         return subscription
+
+    @staticmethod
+    async def _flush(nc: Client) -> None:
+        # A core subscription is live once the server has processed it; without this
+        # a broadcast sent right after subscribe_* returned could miss it.
+        try:
+            await nc.flush(timeout=5)
+        except Exception as exc:  # disconnected: it is resent on reconnection
+            log.info("flush after subscribing failed: %r", exc)
 
     async def subscribe_replies(
         self, *, reply_to: str, handler: Handler, transient: bool = False
@@ -328,6 +339,7 @@ class NatsTransport(Transport):
             subscription._subs.append(
                 await nc.subscribe(reply_to, cb=self._callback(subscription, handler, acked=False))
             )
+            await self._flush(nc)
         else:
             stream = _durable_name("MCOFLOW_REPLY_", reply_to)
             await self._ensure_stream(stream, [reply_to], retention=api.RetentionPolicy.WORK_QUEUE)

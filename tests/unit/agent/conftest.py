@@ -14,7 +14,7 @@ import pytest
 from mcoflow.agent.config import AgentConfig
 from mcoflow.agent.daemon import AgentDaemon
 from mcoflow.agent.providers import SimulatedFleet, SimulationSettings
-from mcoflow.rpc.envelope import open_reply, seal
+from mcoflow.rpc.envelope import open_replies, seal
 from mcoflow.rpc.filters import Filter
 from mcoflow.rpc.messages import Reply, Request, build_request
 from mcoflow.rpc.security import Signer, Verifier, generate_keypair, load_public_key
@@ -174,7 +174,8 @@ async def harness_factory(keys: Keys, tmp_path: Path) -> AsyncIterator[HarnessFa
         harness = Harness(keys, broker, client, daemon, fleet)
 
         async def collect(envelope: bytes) -> None:
-            harness.replies.append(open_reply(envelope, keys.reply_verifier))
+            # A daemon serving several identities batches replies that are ready together.
+            harness.replies.extend(open_replies(envelope, keys.reply_verifier))
 
         await client.subscribe_replies(reply_to=REPLY_TO, handler=collect)
         await daemon.start()

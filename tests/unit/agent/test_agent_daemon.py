@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -177,6 +179,35 @@ async def test_simulated_hosts_answer_one_broadcast(
     assert harness.fleet.total("install") == 1
 
 
+async def test_simulated_hosts_batch_their_replies(
+    harness_factory: Any, make_request: MakeRequest, eventually: Eventually
+) -> None:
+    # 300 identities answering one broadcast: the replies ready together share signed
+    # envelopes of at most reply_batch replies instead of one envelope each.
+    harness = await harness_factory(simulate_hosts=300, reply_batch=128)
+    batcher = harness.daemon.dispatcher.batcher
+    assert batcher is not None and batcher.max_replies == 128
+    request = make_request()
+    await harness.broadcast(request)
+    await eventually(lambda: len(harness.replies_to(request)) == 300)
+    assert 3 <= batcher.envelopes <= 10
+    assert len({r.sender for r in harness.replies_to(request)}) == 300
+
+
+async def test_reply_batch_one_sends_every_reply_alone(
+    harness_factory: Any, make_request: MakeRequest, eventually: Eventually
+) -> None:
+    harness = await harness_factory(simulate_hosts=20, reply_batch=1)
+    assert harness.daemon.dispatcher.batcher is None
+    request = make_request()
+    await harness.broadcast(request)
+    await eventually(lambda: len(harness.replies_to(request)) == 20)
+
+
+async def test_a_single_identity_does_not_batch(harness: Any) -> None:
+    assert harness.daemon.dispatcher.batcher is None
+
+
 async def test_refusals_are_logged(
     harness: Any, make_request: MakeRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -198,3 +229,25 @@ async def test_stop_lets_a_running_action_finish(
     await harness.daemon.stop()
     await eventually(lambda: len(harness.replies_to(request)) == 1)
     assert harness.replies_to(request)[0].data["changed"] is True
+
+
+async def test_simulation_stats_file_counts_calls_per_identity(
+    harness_factory: Any, make_request: MakeRequest, eventually: Eventually, tmp_path: Path
+) -> None:
+    from mcoflow.agent.providers.simulated import read_stats
+
+    stats = tmp_path / "stats" / "calls.json"
+    harness = await harness_factory(
+        simulation=SimulationSettings(stats_file=stats, stats_interval=0.02)
+    )
+    assert read_stats(stats)["calls"] == {}  # written at start: the agent is ready
+    await harness.call(make_request("package", "install", {"package": "hello"}))
+    await harness.call(make_request("service", "restart", {"service": "cron"}))
+    await eventually(lambda: read_stats(stats)["calls"] == {"web1": {"install": 1, "restart": 1}})
+    await harness.call(make_request("package", "install", {"package": "hello"}))  # no change
+    await harness.call(make_request("package", "install", {"package": "curl"}))
+    await harness.daemon.stop()  # the last counts are written at stop whatever the interval
+    document = read_stats(stats)
+    assert document["calls"] == {"web1": {"install": 2, "restart": 1}}
+    assert document["pid"] == os.getpid()
+    assert [p.name for p in stats.parent.iterdir()] == ["calls.json"]  # no partial files

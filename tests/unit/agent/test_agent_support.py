@@ -99,6 +99,17 @@ def test_config_file_with_relative_paths_and_env_override(
     assert config.host_identities() == ("web1",)
 
 
+def test_simulation_stats_file_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        "simulate_hosts: 2\nkey_file: k\ntrusted_keys: t\n"
+        "simulation: {stats_file: out/calls.json, stats_interval: 0.5, delay: 0.1}\n"
+    )
+    simulation = AgentConfig.load(path).simulation
+    assert simulation.stats_file == tmp_path / "out" / "calls.json"
+    assert (simulation.stats_interval, simulation.delay) == (0.5, 0.1)
+
+
 def test_simulated_hosts_config(tmp_path: Path) -> None:
     config = AgentConfig(key_file=tmp_path / "k", trusted_keys=tmp_path, simulate_hosts=3)
     assert config.host_identities() == ("sim-00001", "sim-00002", "sim-00003")

@@ -225,3 +225,28 @@ def test_the_caller_must_be_the_signing_key(keys: Keys) -> None:
 
     with pytest.raises(ValueError, match="must be the signing key"):
         RpcClient(MemoryTransport(), keys.caller, collective="c", caller="bob", reply_to="r")
+
+
+async def test_client_takes_a_batch_of_replies_in_one_envelope(memory_lab: Lab) -> None:
+    from mcoflow.rpc import build_reply, encode_message, encode_reply_batch
+
+    client = await memory_lab.client()
+    transport = await memory_lab.transport()
+    request = client.build("rpcutil", "ping")
+    senders = [f"sim{n}" for n in range(5)]
+
+    async def answer_in_one_batch() -> None:
+        await asyncio.sleep(0.05)
+        bodies = [
+            encode_message(build_reply(request, sender=s, statuscode=StatusCode.OK))
+            for s in senders
+        ]
+        batch = memory_lab.keys.host.sign(encode_reply_batch(bodies))
+        await transport.publish_reply(batch, reply_to=client.reply_to)
+        await transport.publish_reply(batch, reply_to=client.reply_to)  # redelivered
+
+    answering = asyncio.create_task(answer_in_one_batch())
+    pending, failure = await client._round(request, senders, expected=frozenset(senders), wait=5.0)
+    await answering
+    assert failure is None
+    assert sorted(pending.replies) == senders

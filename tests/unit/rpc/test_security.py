@@ -171,3 +171,43 @@ def test_replay_guard_is_bounded() -> None:
         guard.check(str(number), time=1000, ttl=60, now=1000)
     with pytest.raises(SecurityError, match="full"):
         guard.check("4", time=1000, ttl=60, now=1000)
+
+
+def test_a_reply_batch_is_verified_once_and_parsed_whole(keys: Keys) -> None:
+    from mcoflow.rpc import (
+        MessageError,
+        StatusCode,
+        build_reply,
+        encode_message,
+        encode_reply_batch,
+        open_replies,
+        parse_replies,
+    )
+
+    request = build_request(
+        sender="o", caller="alice", collective="c", agent="rpcutil", action="ping", reply_to="r"
+    )
+    bodies = [
+        encode_message(build_reply(request, sender=f"sim{n}", statuscode=StatusCode.OK))
+        for n in range(3)
+    ]
+    envelope = keys.host.sign(encode_reply_batch(bodies))
+    replies = open_replies(envelope, keys.trusts_host)
+    assert [r.sender for r in replies] == ["sim0", "sim1", "sim2"]
+    # A lone reply opens the same way, as a list of one.
+    assert [r.sender for r in open_replies(keys.host.sign(bodies[0]), keys.trusts_host)] == ["sim0"]
+    with pytest.raises(SecurityError, match="signed by 'hosts'"):
+        open_replies(envelope, keys.trusts_host, bind_sender=True)
+    with pytest.raises(SecurityError, match="unknown signer"):
+        open_replies(envelope, keys.trusts_caller)
+    # Tampering with any reply of the batch breaks the one signature.
+    frame = json.loads(envelope)
+    body = base64.b64decode(frame["body"]).replace(b"sim2", b"sim9")
+    frame["body"] = base64.b64encode(body).decode()
+    with pytest.raises(SecurityError, match="bad signature"):
+        open_replies(json.dumps(frame).encode(), keys.trusts_host)
+    # A batch whose replies are malformed is refused whole, with the reason.
+    with pytest.raises(MessageError, match="invalid replybatch"):
+        parse_replies(encode_reply_batch([b'{"version":1}']))
+    with pytest.raises(MessageError, match="at least one"):
+        encode_reply_batch([])

@@ -1,0 +1,528 @@
+"""The operator's jobs over a simulated fleet: remote steps per second, fleet jobs.
+
+    python benchmarks/fleet.py [--json] [--transport amqp|memory] [--hosts 1000,10000]
+                               [--plans 1000] [--store postgresql|sqlite] [--agents K]
+                               [--only a|b] [--profile DIR]
+
+(a) ``--plans`` plans (default 1,000) of one remote step each (Install on one of the
+    simulated hosts, a package of its own per plan): all triggered in bulk, then timed
+    until every plan stopped -> plans/s.
+(b) InstallAndRestart ``nginx;nginx`` as one fleet job on each of ``--hosts``
+    simulated hosts (no concurrency limit): seconds from trigger to the job stopped,
+    and the executor's peak RSS (VmHWM of its process; a fresh executor per figure).
+
+With ``--transport amqp`` (the default) everything is a real process: the executor is
+``mcoflow executor``, the simulated hosts are ``mcoflow agent`` processes (``--agents``
+of them share the hosts; an agent subscribes a queue per host, so 10,000 hosts take a
+while to start: that start-up is timed on its own, before and outside the figures).
+The broker is ``MCOFLOW_TEST_AMQP_URL`` and the database a fresh one on
+``MCOFLOW_TEST_PG_URL`` (or SQLite with ``--store sqlite``). With ``--transport memory``
+the executor and the simulated hosts share this process (the embedded default); the
+RSS figure is then this whole process.
+
+``--profile DIR`` records the executor of every timed figure with py-spy (collapsed
+stacks, ``DIR/<figure>.txt``) when py-spy is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from mcoflow.actions import Install, Jobs
+from mcoflow.engine import PlanFilter, PlanResult, PlanState, World
+from mcoflow.engine.store import normalize_url
+from mcoflow.server import ensure_caller_key, ensure_host_key
+
+AMQP_URL = os.environ.get("MCOFLOW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+PG_URL = os.environ.get("MCOFLOW_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+MCOFLOW = Path(sys.executable).parent / "mcoflow"
+PATTERN = "sim-{n:05d}"
+AGENT_START_LIMIT = 1800.0
+# how often the benchmark looks at the database for "done" (each look costs the
+# database a query or two that the executor competes with)
+POLL = 0.1
+
+
+# ---- reporting ----------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    store: str
+    transport: str
+    as_json: bool
+    rows: list[tuple[str, str, float, str, int]] = field(default_factory=list)
+
+    def add(self, benchmark: str, metric: str, value: float, unit: str, n: int) -> None:
+        self.rows.append((benchmark, metric, value, unit, n))
+        if self.as_json:
+            record = {
+                "benchmark": "fleet",
+                "figure": benchmark,
+                "metric": metric,
+                "value": round(value, 4),
+                "unit": unit,
+                "store": self.store,
+                "transport": self.transport,
+                "n": n,
+                "cores": os.cpu_count(),
+            }
+            print(json.dumps(record), flush=True)
+        else:
+            print(f"  {benchmark}: {metric} = {value:,.2f} {unit}", file=sys.stderr, flush=True)
+
+    def table(self) -> None:
+        out = sys.stdout if not self.as_json else sys.stderr
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(
+            f"\nmcoflow fleet benchmark - store {self.store}, transport {self.transport}, "
+            f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
+            f"load average now {load}",
+            file=out,
+        )
+        print(f"{'figure':<44}{'metric':<30}{'value':>12}  unit", file=out)
+        for benchmark, metric, value, unit, _ in self.rows:
+            print(f"{benchmark:<44}{metric:<30}{value:>12,.2f}  {unit}", file=out)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---- processes ------------------------------------------------------------------------------
+
+
+class Process:
+    def __init__(self, argv: Sequence[str], *, log_file: Path, env: dict[str, str], cwd: Path):
+        self.log_file = log_file
+        with log_file.open("ab") as sink:
+            self.proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log_file.read_text(errors="replace")[-chars:]
+
+    def peak_rss_mib(self) -> float:
+        return _status_kib(Path(f"/proc/{self.pid}/status"), "VmHWM") / 1024
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+def _status_kib(path: Path, key: str) -> int:
+    for line in path.read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1])
+    return 0
+
+
+@contextlib.contextmanager
+def profiled(pid: int, directory: Path | None, name: str) -> Any:
+    """py-spy recording of ``pid`` while the block runs (if asked for and installed)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if directory is None or not Path(spy).exists():
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / f"{name}.txt"
+    recorder = subprocess.Popen(
+        [spy, "record", "-p", str(pid), "-f", "raw", "-o", str(out), "-r", "100"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        try:
+            recorder.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            recorder.kill()
+        log(f"profile of {name}: {out}")
+
+
+class Databases:
+    """A fresh database per figure, dropped at the end (PostgreSQL) or in the tmp dir."""
+
+    def __init__(self, store: str, workdir: Path) -> None:
+        self.store = store
+        self.workdir = workdir
+        self.run = uuid.uuid4().hex[:8]
+        self.created: list[str] = []
+
+    async def fresh(self, figure: str) -> str:
+        name = f"mcoflow_fleet_{figure}_{self.run}"
+        if self.store == "sqlite":
+            return f"sqlite:///{self.workdir / (name + '.db')}"
+        base = normalize_url(PG_URL)
+        admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
+        async with admin.connect() as conn:
+            await conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        await admin.dispose()
+        self.created.append(name)
+        return base.set(database=name).render_as_string(hide_password=False)
+
+    async def drop(self) -> None:
+        if not self.created:
+            return
+        admin = create_async_engine(normalize_url(PG_URL), isolation_level="AUTOCOMMIT")
+        async with admin.connect() as conn:
+            for name in self.created:
+                await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.dispose()
+
+
+# ---- the fleet (amqp) -------------------------------------------------------------------------
+
+
+class Fleet:
+    """Keys, simulated-host agents and an executor per figure, on a real broker."""
+
+    def __init__(self, workdir: Path, store: str, hosts: int, agents: int) -> None:
+        self.workdir = workdir
+        self.store = store
+        self.hosts = hosts
+        self.run = uuid.uuid4().hex[:8]
+        self.collective = f"bench{self.run}"
+        self.reply_to = f"mcoflow-bench.replies.{self.run}"
+        self.keys = workdir / "keys"
+        ensure_caller_key(self.keys, "mcoflow")
+        ensure_host_key(self.keys, "simulated")
+        self.identities = [PATTERN.format(n=n) for n in range(1, hosts + 1)]
+        per = -(-hosts // agents)
+        self.slices = [self.identities[i : i + per] for i in range(0, hosts, per)]
+        base = {k: v for k, v in os.environ.items() if not k.startswith("MCOFLOW_")}
+        self.env = {
+            **base,
+            "MCOFLOW_TRANSPORT_URL": AMQP_URL,
+            "MCOFLOW_KEYS_DIR": str(self.keys),
+            "MCOFLOW_STATE_DIR": str(workdir / "state"),
+            "MCOFLOW_COLLECTIVE": self.collective,
+            "MCOFLOW_REPLY_TO": self.reply_to,
+        }
+        self.agents: list[Process] = []
+        self.executors: list[Process] = []
+
+    def fanout(self, number: int) -> str:
+        return f"{self.collective}-agent{number}"
+
+    async def start_agents(self) -> float:
+        """Start the agents; seconds until every one of them subscribed all its hosts."""
+        started = time.monotonic()
+        for number, names in enumerate(self.slices, 1):
+            config = {
+                "collective": self.collective,
+                "broker_url": AMQP_URL,
+                "identities": names,
+                "package_provider": "simulated",
+                "service_provider": "simulated",
+                "key_file": str(self.keys / "host-keys" / "simulated.key"),
+                "key_name": "simulated",
+                "trusted_keys": str(self.keys / "callers"),
+                "journal_file": str(self.workdir / f"journal-{number}.sqlite"),
+                "fanout_name": self.fanout(number),
+            }
+            path = self.workdir / f"agent-{number}.yaml"
+            path.write_text(yaml.safe_dump(config))
+            self.agents.append(
+                Process(
+                    [str(MCOFLOW), "agent", "--config", str(path), "--log-level", "warning"],
+                    log_file=self.workdir / f"agent-{number}.log",
+                    env=self.env,
+                    cwd=self.workdir,
+                )
+            )
+        # the agents log at WARNING (a line per request costs), so readiness is read on
+        # the broker: an agent subscribes its fanout queue after every host queue
+        pending = set(range(len(self.agents)))
+        deadline = started + AGENT_START_LIMIT
+        while pending:
+            for i in sorted(pending):
+                agent = self.agents[i]
+                if not agent.alive():
+                    raise RuntimeError(f"agent {i + 1} exited:\n{agent.tail()}")
+                if await _consumers_ready(self.collective, [self.fanout(i + 1)]):
+                    pending.discard(i)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"agents not ready after {AGENT_START_LIMIT} s")
+            await asyncio.sleep(0.5)
+        return time.monotonic() - started
+
+    async def executor(self, db_url: str, name: str) -> Process:
+        process = Process(
+            [str(MCOFLOW), "executor", "--log-level", "warning"],
+            log_file=self.workdir / f"executor-{name}.log",
+            env={**self.env, "MCOFLOW_DATABASE_URL": db_url},
+            cwd=self.workdir,
+        )
+        self.executors.append(process)
+        # ready once it registered (it creates the schema first)
+        deadline = time.monotonic() + 120
+        while True:
+            if not process.alive():
+                raise RuntimeError(f"executor exited:\n{process.tail()}")
+            with contextlib.suppress(Exception):
+                async with await World.open(db_url, upgrade=False) as world:
+                    if any(e.pid == process.pid for e in await world.executors()):
+                        return process
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"executor did not register:\n{process.tail()}")
+            await asyncio.sleep(0.2)
+
+    async def close(self) -> None:
+        for process in [*self.executors, *self.agents]:
+            process.stop()
+        queues = [f"mcoflow.{self.collective}.node.{name}" for name in self.identities]
+        queues += [
+            f"mcoflow.{self.collective}.node.{self.fanout(i + 1)}" for i in range(len(self.slices))
+        ]
+        await _drop_queues([*queues, self.reply_to])
+
+
+async def _consumers_ready(collective: str, names: Sequence[str]) -> bool:
+    """Every one of these host queues exists and has a consumer (passive declare)."""
+    import aio_pika
+
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        for name in names:
+            channel = await connection.channel()
+            try:
+                queue = await channel.declare_queue(
+                    f"mcoflow.{collective}.node.{name}", passive=True
+                )
+            except Exception:  # no such queue yet (and the channel is closed)
+                return False
+            if not queue.declaration_result.consumer_count:
+                return False
+    return True
+
+
+async def _drop_queues(names: Sequence[str]) -> None:
+    import aio_pika
+
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        for name in names:
+            try:
+                await channel.queue_delete(name)
+            except Exception:
+                channel = await connection.channel()
+
+
+# ---- the figures ------------------------------------------------------------------------------
+
+
+async def wait_stopped(world: World, total: int, timeout: float) -> None:
+    """Until ``total`` plans stopped (or paused: a failure, reported by the caller)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = 0
+        for state in (PlanState.STOPPED, PlanState.PAUSED):
+            done += (await world.list_plans(PlanFilter(state=state), limit=1)).total
+        if done >= total:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{done}/{total} plans stopped after {timeout} s")
+        await asyncio.sleep(POLL)
+
+
+async def remote_steps(
+    report: Report, world: World, plans: int, hosts: Sequence[str], figure: str
+) -> None:
+    """(a): ``plans`` Install plans, one remote step each; plans/s trigger -> all stopped."""
+    args = [
+        {"hostname": hosts[i % len(hosts)], "package": f"bench-{i}", "timeout": 300}
+        for i in range(plans)
+    ]
+    t0 = time.perf_counter()
+    for start in range(0, plans, 1000):
+        await world.trigger_many(Install, args[start : start + 1000], by="bench")
+    triggered = time.perf_counter() - t0
+    await wait_stopped(world, plans, timeout=max(600.0, plans / 5))
+    elapsed = time.perf_counter() - t0
+    succeeded = await world.list_plans(PlanFilter(result=PlanResult.SUCCESS), limit=1)
+    if succeeded.total != plans:
+        raise RuntimeError(f"only {succeeded.total} of {plans} plans succeeded")
+    report.add(figure, "plans/s (trigger -> all stopped)", plans / elapsed, "plans/s", plans)
+    report.add(figure, "seconds to trigger", triggered, "s", plans)
+    report.add(figure, "seconds trigger -> all stopped", elapsed, "s", plans)
+
+
+async def fleet_job(report: Report, world: World, hosts: Sequence[str], figure: str) -> None:
+    """(b): one InstallAndRestart fleet job over ``hosts``; seconds to finish."""
+    t0 = time.perf_counter()
+    job = await Jobs(world, check_hosts=False).trigger(
+        "install-and-restart", hosts=list(hosts), parameter="nginx;nginx", timeout=600, by="bench"
+    )
+    triggered = time.perf_counter() - t0
+    done = await world.wait(job.id, timeout=3600, interval=POLL)
+    elapsed = time.perf_counter() - t0
+    if done.result is not PlanResult.SUCCESS:
+        raise RuntimeError(f"fleet job {done.id} ended {done.state} {done.result}: {done.error}")
+    report.add(figure, "seconds trigger -> job stopped", elapsed, "s", len(hosts))
+    report.add(figure, "seconds to trigger", triggered, "s", len(hosts))
+    report.add(figure, "hosts/s", len(hosts) / elapsed, "hosts/s", len(hosts))
+
+
+async def run_amqp(args: argparse.Namespace, report: Report) -> None:
+    biggest = max([*args.hosts, args.plans if "a" in args.only else 0])
+    with tempfile.TemporaryDirectory(prefix="mcoflow-fleet-bench-") as tmp:
+        fleet = Fleet(Path(tmp), args.store, biggest, args.agents)
+        databases = Databases(args.store, Path(tmp))
+        try:
+            log(f"starting {len(fleet.slices)} agent(s) for {biggest} simulated hosts")
+            startup = await fleet.start_agents()
+            report.add(
+                f"agents for {biggest} hosts ({len(fleet.slices)} processes)",
+                "start-up seconds (not timed below)",
+                startup,
+                "s",
+                biggest,
+            )
+            if "a" in args.only:
+                name = f"(a) {args.plans} plans x 1 remote step"
+                url = await databases.fresh("a")
+                executor = await fleet.executor(url, "a")
+                world = await World.open(url, upgrade=False)
+                try:
+                    with profiled(executor.pid, args.profile, "a"):
+                        await remote_steps(
+                            report, world, args.plans, fleet.identities[: args.plans], name
+                        )
+                    report.add(
+                        name, "executor peak RSS", executor.peak_rss_mib(), "MiB", args.plans
+                    )
+                finally:
+                    await world.close()
+                    executor.stop()
+            if "b" in args.only:
+                for n in args.hosts:
+                    name = f"(b) InstallAndRestart on {n} hosts"
+                    url = await databases.fresh(f"b{n}")
+                    executor = await fleet.executor(url, f"b{n}")
+                    world = await World.open(url, upgrade=False)
+                    try:
+                        with profiled(executor.pid, args.profile, f"b{n}"):
+                            await fleet_job(report, world, fleet.identities[:n], name)
+                        report.add(name, "executor peak RSS", executor.peak_rss_mib(), "MiB", n)
+                    finally:
+                        await world.close()
+                        executor.stop()
+        finally:
+            await fleet.close()
+            await databases.drop()
+
+
+# ---- the embedded default (memory) -------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def embedded(url: str, tmp: Path, hosts: int) -> AsyncIterator[Any]:
+    from mcoflow.config import Settings
+    from mcoflow.server import build_orchestrator
+
+    settings = Settings(
+        database_url=url,
+        transport_url=f"memory://{uuid.uuid4().hex}",
+        keys_dir=tmp / "keys",
+        state_dir=tmp / f"state-{uuid.uuid4().hex[:6]}",
+    )
+    orchestrator = await build_orchestrator(settings, simulate_hosts=hosts)
+    await orchestrator.start()
+    try:
+        yield orchestrator
+    finally:
+        await orchestrator.stop()
+
+
+async def run_memory(args: argparse.Namespace, report: Report) -> None:
+    with tempfile.TemporaryDirectory(prefix="mcoflow-fleet-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        databases = Databases(args.store, tmp)
+        try:
+            if "a" in args.only:
+                name = f"(a) {args.plans} plans x 1 remote step"
+                async with embedded(await databases.fresh("a"), tmp, args.plans) as o:
+                    hosts = [PATTERN.format(n=n) for n in range(1, args.plans + 1)]
+                    with profiled(os.getpid(), args.profile, "a"):
+                        await remote_steps(report, o.world, args.plans, hosts, name)
+            if "b" in args.only:
+                for n in args.hosts:
+                    name = f"(b) InstallAndRestart on {n} hosts"
+                    async with embedded(await databases.fresh(f"b{n}"), tmp, n) as o:
+                        hosts = [PATTERN.format(n=i) for i in range(1, n + 1)]
+                        with profiled(os.getpid(), args.profile, f"b{n}"):
+                            await fleet_job(report, o.world, hosts, name)
+                    peak = _status_kib(Path("/proc/self/status"), "VmHWM") / 1024
+                    report.add(name, "process peak RSS (all in one)", peak, "MiB", n)
+        finally:
+            await databases.drop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--json", action="store_true", help="one JSON object per figure")
+    parser.add_argument("--transport", choices=["amqp", "memory"], default="amqp")
+    parser.add_argument("--store", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument(
+        "--hosts",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=[1000, 10000],
+        help="fleet sizes for (b), comma-separated",
+    )
+    parser.add_argument("--plans", type=int, default=1000, help="plans for (a)")
+    parser.add_argument("--agents", type=int, default=4, help="agent processes (amqp)")
+    parser.add_argument("--only", choices=["a", "b"], action="append")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy output folder")
+    args = parser.parse_args()
+    args.only = set(args.only or "ab")
+    report = Report(args.store, args.transport, args.json)
+    runner = run_amqp if args.transport == "amqp" else run_memory
+    try:
+        asyncio.run(runner(args, report))
+    finally:
+        report.table()
+
+
+if __name__ == "__main__":
+    main()

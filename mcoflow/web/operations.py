@@ -1,0 +1,115 @@
+"""The operator's buttons on the plan page: resume, skip, cancel, rerun on failed hosts.
+
+Each asks for confirmation: the page's script asks in a dialog and sends
+``confirmed=yes``; without it the server answers with a confirmation page first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse
+from starlette.responses import Response
+
+from mcoflow.engine import InvalidOperation, Plan, PlanNotFound, World
+from mcoflow.web.auth import page_user
+from mcoflow.web.csrf import require_csrf
+from mcoflow.web.ports import JobsPort
+from mcoflow.web.templating import render
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)])
+User = Annotated[str, Depends(page_user)]
+Confirmed = Annotated[str, Form()]
+
+
+async def _operate(
+    request: Request,
+    plan_id: str,
+    confirmed: str,
+    *,
+    question: str,
+    button: str,
+    done: str,
+    work: Callable[[], Awaitable[Plan]],
+) -> Response:
+    world: World = request.app.state.world
+    plan = await world.get_plan(plan_id)  # PlanNotFound → 404 page
+    if confirmed != "yes":
+        context = {"plan": plan, "question": question, "button": button, "action": request.url.path}
+        return render(request, "confirm.html", context)
+    try:
+        result = await work()
+    except InvalidOperation as exc:
+        context = {"plan": plan, "title": f"{button}: not possible", "message": str(exc)}
+        return render(request, "result.html", context, status_code=409)
+    return RedirectResponse(f"/plans/{result.id}?done={done}", status_code=303)
+
+
+@router.post("/plans/{plan_id}/resume")
+async def resume(request: Request, plan_id: str, user: User, confirmed: Confirmed = "") -> Response:
+    world: World = request.app.state.world
+    return await _operate(
+        request,
+        plan_id,
+        confirmed,
+        question="Resume this plan? Its failed steps run again.",
+        button="Resume",
+        done="resumed",
+        work=lambda: world.resume(plan_id, by=user),
+    )
+
+
+@router.post("/plans/{plan_id}/steps/{idx}/skip")
+async def skip(
+    request: Request, plan_id: str, idx: int, user: User, confirmed: Confirmed = ""
+) -> Response:
+    world: World = request.app.state.world
+    if not 0 <= idx < 2**31:
+        raise PlanNotFound(f"plan {plan_id} has no step {idx}")
+    return await _operate(
+        request,
+        plan_id,
+        confirmed,
+        question=f"Skip step {idx}? The steps that need its output are skipped too.",
+        button="Skip",
+        done="skipped",
+        work=lambda: world.skip(plan_id, idx, by=user),
+    )
+
+
+@router.post("/plans/{plan_id}/cancel")
+async def cancel(request: Request, plan_id: str, user: User, confirmed: Confirmed = "") -> Response:
+    world: World = request.app.state.world
+    return await _operate(
+        request,
+        plan_id,
+        confirmed,
+        question="Cancel this plan? Steps not started yet will not run.",
+        button="Cancel plan",
+        done="cancelled",
+        work=lambda: world.cancel(plan_id, by=user),
+    )
+
+
+@router.post("/plans/{plan_id}/rerun-failed")
+async def rerun_failed(
+    request: Request, plan_id: str, user: User, confirmed: Confirmed = ""
+) -> Response:
+    jobs: JobsPort | None = request.app.state.jobs
+
+    async def work() -> Plan:
+        if jobs is None:
+            raise InvalidOperation("this server has no job service (no broker configured)")
+        return await jobs.rerun_failed(plan_id, by=user)
+
+    return await _operate(
+        request,
+        plan_id,
+        confirmed,
+        question="Start a new job on the hosts that failed in this one?",
+        button="Rerun on failed hosts",
+        done="rerun",
+        work=work,
+    )

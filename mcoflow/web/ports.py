@@ -1,0 +1,51 @@
+"""What the web layer needs from the operator's actions (implemented in mcoflow.actions).
+
+The web app depends on this Protocol, not on mcoflow.actions, so it can be tested on
+the engine alone and the actions layer can evolve behind it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol, get_args
+
+from mcoflow.engine import Plan
+
+JobKind = Literal["install", "uninstall", "restart", "install-and-restart"]
+JOB_KINDS: tuple[JobKind, ...] = get_args(JobKind)
+
+
+class JobInputError(ValueError):
+    """Input the operator must correct; ``field`` names the form field / JSON key
+    (``hosts``, ``filter``, ``parameter``, ``concurrency``, ``batch_size``, ``max_failures``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class JobsPort(Protocol):
+    async def trigger(
+        self,
+        kind: str,
+        *,
+        hosts: list[str],
+        filter: str | None,
+        parameter: str,
+        concurrency: int | None,
+        batch_size: str | None,
+        max_failures: str | None,
+        by: str,
+    ) -> Plan:
+        """Plan and start a job on one host (a plain plan) or many (a fleet plan with
+        one child plan per host). Raises JobInputError for input the operator must fix."""
+        ...
+
+    async def rerun_failed(self, plan_id: str, *, by: str) -> Plan:
+        """A new fleet job over the hosts that failed in ``plan_id``. Raises
+        PlanNotFound, InvalidOperation (nothing failed / not a fleet job)."""
+        ...
+
+    async def discover(self, filter: str | None) -> list[str]:
+        """Identities of the hosts that answer, optionally matching ``filter``."""
+        ...

@@ -1,0 +1,113 @@
+"""The trigger page: hosts, a parameter and four buttons; a job on submit."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse
+from starlette.responses import Response
+
+from mcoflow.engine import InputError
+from mcoflow.web.auth import page_user
+from mcoflow.web.csrf import require_csrf
+from mcoflow.web.ports import JOB_KINDS, JobInputError, JobsPort
+from mcoflow.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+User = Annotated[str, Depends(page_user)]
+BUTTONS = {
+    "install": "Install",
+    "uninstall": "Uninstall",
+    "restart": "Restart",
+    "install-and-restart": "Install and restart",
+}
+EMPTY_FORM = {
+    "target": "hosts",
+    "hosts": "",
+    "parameter": "",
+    "concurrency": "",
+    "batch_size": "",
+    "max_failures": "",
+}
+
+
+def split_hosts(text: str) -> list[str]:
+    return [h for h in re.split(r"[\s,]+", text.strip()) if h]
+
+
+def _page(
+    request: Request, form: dict[str, str], errors: dict[str, str], status: int = 200
+) -> Response:
+    jobs: JobsPort | None = request.app.state.jobs
+    context: dict[str, Any] = {
+        "nav": "trigger",
+        "form": form,
+        "errors": errors,
+        "buttons": BUTTONS,
+        "enabled": jobs is not None,
+        "fleet_open": any(form[k] for k in ("concurrency", "batch_size", "max_failures")),
+    }
+    return render(request, "trigger.html", context, status_code=status)
+
+
+@router.get("/")
+async def trigger_page(request: Request, _user: User) -> Response:
+    return _page(request, dict(EMPTY_FORM), {})
+
+
+@router.post("/", dependencies=[Depends(require_csrf)])
+async def trigger(
+    request: Request,
+    user: User,
+    kind: Annotated[str, Form()] = "",
+    target: Annotated[str, Form()] = "hosts",
+    hosts: Annotated[str, Form(max_length=100_000)] = "",
+    parameter: Annotated[str, Form(max_length=10_000)] = "",
+    concurrency: Annotated[str, Form(max_length=20)] = "",
+    batch_size: Annotated[str, Form(max_length=20)] = "",
+    max_failures: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    form = {
+        "target": "filter" if target == "filter" else "hosts",
+        "hosts": hosts,
+        "parameter": parameter,
+        "concurrency": concurrency,
+        "batch_size": batch_size,
+        "max_failures": max_failures,
+    }
+    jobs: JobsPort | None = request.app.state.jobs
+    try:
+        if jobs is None:
+            raise JobInputError("kind", "this server has no job service (no broker configured)")
+        if kind not in JOB_KINDS:
+            raise JobInputError("kind", "press one of the four buttons")
+        names = [] if form["target"] == "filter" else split_hosts(hosts)
+        host_filter = hosts.strip() if form["target"] == "filter" else None
+        if not names and not host_filter:
+            raise JobInputError("hosts", "enter one or more host names, or a filter")
+        limit = None
+        if concurrency.strip():
+            if not concurrency.strip().isdigit() or int(concurrency) < 1:
+                raise JobInputError("concurrency", "a whole number of hosts, 1 or more")
+            limit = int(concurrency)
+        plan = await jobs.trigger(
+            kind,
+            hosts=names,
+            filter=host_filter,
+            parameter=parameter.strip(),
+            concurrency=limit,
+            batch_size=batch_size.strip() or None,
+            max_failures=max_failures.strip() or None,
+            by=user,
+        )
+    except JobInputError as exc:
+        field = "hosts" if exc.field == "filter" else exc.field
+        return _page(request, form, {field: exc.message}, status=422)
+    except InputError as exc:
+        where, what = exc.problems[0] if exc.problems else ("kind", str(exc))
+        field = where.split(".")[0]
+        field = field if field in EMPTY_FORM else "kind"
+        return _page(request, form, {field: f"{where}: {what}"}, status=422)
+    return RedirectResponse(f"/plans/{plan.id}", status_code=303)

@@ -1,0 +1,248 @@
+"""A fake JobsPort on the real engine: test actions that act like remote package and
+service steps (a delay, then a host's reply), for the web app's tests and demo server.
+
+Package names steer the outcome: ``fail-once*`` fails its first attempt (resume then
+succeeds), ``broken*`` always fails (skip it), ``html-output`` replies with HTML; a
+name ending ``@HOST`` behaves so on HOST only and succeeds elsewhere.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Any
+
+from pydantic import BaseModel
+
+from mcoflow.engine import (
+    Action,
+    Event,
+    InvalidOperation,
+    Plan,
+    PlanResult,
+    PlanState,
+    SubPlan,
+    WithSubPlans,
+    World,
+)
+from mcoflow.web import JobInputError
+
+HOSTS = [f"web-{i:02d}" for i in range(1, 13)] + ["db-01", "db-02"]
+DELAY = {"seconds": 0.3}  # how long a "host" takes to answer
+FAILED_ONCE: set[tuple[str, str]] = set()
+HTML_OUTPUT = "<b>bold</b><img src=x onerror=alert(2)>"
+
+
+class RemoteStep(Action):
+    """Waits DELAY like a request to a host, then finishes with the host's reply."""
+
+    abstract = True
+    verb = ""
+
+    class Input(BaseModel):
+        host: str
+        name: str
+        after: list[Any] = []
+
+    def run(self, event: Event | None = None) -> None:
+        if event is None:
+            self.set_progress(0.3)
+            self.schedule_event({"reply": True}, after=DELAY["seconds"])
+            self.suspend()
+            return
+        host, name = self.input.host, self.input.name
+        key = (host, name)
+        rule, _, only_on = name.partition("@")
+        failing = (not only_on or only_on == host) and (
+            rule.startswith("broken") or (rule.startswith("fail-once") and key not in FAILED_ONCE)
+        )
+        if failing:
+            FAILED_ONCE.add(key)
+            message = f"E: Unable to locate package {name}"
+            self.data["reply"] = _reply(host, 1, f"{self.verb} failed", message)
+            raise RuntimeError(f"{self.verb} {name} on {host} failed: {message}")
+        text = HTML_OUTPUT if name == "html-output" else f"{self.verb} {name}: done"
+        self.output["changed"] = True
+        self.output["reply"] = _reply(host, 0, "OK", text)
+
+
+def _reply(host: str, code: int, message: str, output: str) -> dict[str, Any]:
+    return {
+        "sender": host,
+        "statuscode": code,
+        "statusmsg": message,
+        "data": {"output": output, "exitcode": 0 if code == 0 else 100},
+    }
+
+
+class FakeInstall(RemoteStep):
+    verb = "install"
+
+
+class FakeUninstall(RemoteStep):
+    verb = "uninstall"
+
+
+class FakeRestart(RemoteStep):
+    verb = "restart"
+
+
+class HostJob(Action):
+    """One host: the packages concurrently, then the services."""
+
+    class Input(BaseModel):
+        kind: str
+        host: str
+        packages: list[str] = []
+        services: list[str] = []
+
+    def plan(self, **args: Any) -> None:
+        job = self.Input.model_validate(args)
+        step = {"install": FakeInstall, "uninstall": FakeUninstall}.get(job.kind, FakeInstall)
+        with self.sequence():
+            installs = []
+            with self.concurrence():
+                for name in job.packages:
+                    installs.append(self.plan_action(step, host=job.host, name=name))
+            with self.concurrence():
+                refs = [i.output["changed"] for i in installs]
+                for name in job.services:
+                    self.plan_action(FakeRestart, host=job.host, name=name, after=refs)
+
+    @classmethod
+    def describe(cls, args: Any) -> str:
+        return f"{args['kind']} {','.join(args['packages'] + args['services'])} on {args['host']}"
+
+
+class FleetJob(WithSubPlans):
+    class Input(BaseModel):
+        kind: str
+        hosts: list[str]
+        packages: list[str] = []
+        services: list[str] = []
+        concurrency: int | None = None
+        max_failures: int | None = None
+
+    def create_sub_plans(self) -> list[SubPlan]:
+        job = self.input
+        return [
+            SubPlan(
+                HostJob,
+                {"kind": job.kind, "host": h, "packages": job.packages, "services": job.services},
+                label=h,
+            )
+            for h in job.hosts
+        ]
+
+    def concurrency_limit(self) -> int | None:
+        limit: int | None = self.input.concurrency
+        return limit
+
+    def max_failures(self) -> int | None:
+        limit: int | None = self.input.max_failures
+        return limit
+
+    @classmethod
+    def describe(cls, args: Any) -> str:
+        what = ",".join(args["packages"] + args["services"])
+        return f"{args['kind']} {what} on {len(args['hosts'])} hosts"
+
+
+def parse_parameter(kind: str, parameter: str) -> tuple[list[str], list[str]]:
+    def names(text: str, what: str) -> list[str]:
+        items = [n.strip() for n in text.split(",")]
+        if not text.strip() or any(not n for n in items):
+            raise JobInputError("parameter", f"an empty {what} name in {text!r}")
+        return items
+
+    if kind == "install-and-restart":
+        packages, _, services = parameter.partition(";")
+        return names(packages, "package"), names(services, "service") if services else []
+    if ";" in parameter:
+        raise JobInputError("parameter", "';' separates services, only for install and restart")
+    if kind == "restart":
+        return [], names(parameter, "service")
+    return names(parameter, "package"), []
+
+
+def parse_count(field: str, text: str | None, total: int) -> int | None:
+    if not text:
+        return None
+    match = re.fullmatch(r"(\d+)(%?)", text.strip())
+    if not match:
+        raise JobInputError(field, f"{text!r} is not a number of hosts (N or N%)")
+    n = int(match[1])
+    return max(1, total * n // 100) if match[2] else n
+
+
+class FakeJobs:
+    """The JobsPort of these tests: HOSTS answer, everything else is unknown."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.triggered: list[dict[str, Any]] = []
+
+    async def discover(self, filter: str | None) -> list[str]:
+        if not filter:
+            return list(HOSTS)
+        if len(filter) > 1 and filter.startswith("/") and filter.endswith("/"):
+            try:
+                pattern = re.compile(filter[1:-1])
+            except re.error as exc:
+                raise JobInputError("filter", f"not a regular expression: {exc}") from None
+            return [h for h in HOSTS if pattern.search(h)]
+        return [h for h in HOSTS if fnmatch.fnmatchcase(h, filter)]
+
+    async def trigger(
+        self,
+        kind: str,
+        *,
+        hosts: list[str],
+        filter: str | None,
+        parameter: str,
+        concurrency: int | None,
+        batch_size: str | None,
+        max_failures: str | None,
+        by: str,
+    ) -> Plan:
+        self.triggered.append({"kind": kind, "hosts": hosts, "filter": filter, "by": by})
+        if filter:
+            hosts = await self.discover(filter)
+            if not hosts:
+                raise JobInputError("filter", f"no host matches {filter!r}")
+        if not hosts:
+            raise JobInputError("hosts", "give at least one host or a filter")
+        unknown = [h for h in hosts if h not in HOSTS]
+        if unknown:
+            raise JobInputError("hosts", f"unknown host: {', '.join(unknown)}")
+        packages, services = parse_parameter(kind, parameter)
+        parse_count("batch_size", batch_size, len(hosts))
+        failures = parse_count("max_failures", max_failures, len(hosts))
+        if len(hosts) == 1 and filter is None:
+            args = {"kind": kind, "host": hosts[0], "packages": packages, "services": services}
+            return await self.world.trigger(HostJob, by=by, **args)
+        return await self.world.trigger(
+            FleetJob,
+            by=by,
+            kind=kind,
+            hosts=hosts,
+            packages=packages,
+            services=services,
+            concurrency=concurrency,
+            max_failures=failures,
+        )
+
+    async def rerun_failed(self, plan_id: str, *, by: str) -> Plan:
+        plan = await self.world.get_plan(plan_id)
+        children = await self.world.store.child_plans(plan_id)
+        if not children:
+            raise InvalidOperation(f"plan {plan_id} is not a fleet job: it has no hosts")
+        failed = [
+            c.label
+            for c in children
+            if c.state is PlanState.PAUSED or c.result in (PlanResult.ERROR, PlanResult.CANCELLED)
+        ]
+        if not failed:
+            raise InvalidOperation("no host failed in this job")
+        args = dict(plan.args) | {"hosts": failed}
+        return await self.world.trigger(FleetJob, by=by, **args)
