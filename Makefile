@@ -20,8 +20,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check mcoflow tests benchmarks
 	$(VENV)/bin/mypy
 
+# The browser tests run in their own pytest process: Playwright's sync API keeps an event
+# loop of its own that must not meet pytest-asyncio's loops in later tests.
 test: lint
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest --ignore=tests/acceptance/web $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests/acceptance/web $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/engine.py --store sqlite
