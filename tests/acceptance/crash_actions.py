@@ -62,7 +62,7 @@ class Traced(Action):
         log_run("end", self, event, suspended=self._running().suspended)
 
     async def work(self, event: Event | None) -> None:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must implement work")
 
 
 class Noop(Traced):

@@ -513,8 +513,7 @@ async def test_a_stopped_agent_times_out(stack_up: Stack) -> None:
 
 async def test_a_timed_out_plan_resumes_when_the_host_is_back(stack_up: Stack) -> None:
     stack = stack_up
-    if stack.timed_out is None:
-        pytest.skip("needs the plan of test_a_stopped_agent_times_out")
+    assert stack.timed_out is not None, "test_a_stopped_agent_times_out must run (and pass) first"
     plan_id = stack.timed_out
     # back, answering in 0.5 s: well within the 2 s the step allows
     stack.small.start(broken_packages=[], delay=0.5)
