@@ -117,9 +117,9 @@ class Report:
             f"\nmcoflow engine benchmark - store {self.store}, {os.cpu_count()} cores, "
             f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"
         )
-        print(f"{'benchmark':<34}{'metric':<30}{'value':>14}  unit")
+        print(f"{'benchmark':<40}{'metric':<30}{'value':>14}  unit")
         for benchmark, metric, value, unit, _n in self.rows:
-            print(f"{benchmark:<34}{metric:<30}{value:>14,.2f}  {unit}")
+            print(f"{benchmark:<40}{metric:<30}{value:>14,.2f}  {unit}")
 
 
 async def fresh_url(store: str, tmp: Path, name: str) -> str:

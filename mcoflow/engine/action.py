@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
@@ -150,8 +151,7 @@ class Action:
                 out[fname] = value
                 continue
             try:
-                annotated: Any = Annotated[finfo.annotation or Any, finfo]  # keeps gt=, pattern=
-                adapter: TypeAdapter[Any] = TypeAdapter(annotated)
+                adapter = _field_adapter(model, fname)
                 out[fname] = adapter.dump_python(adapter.validate_python(value), mode="json")
             except ValidationError as exc:
                 problems.extend(_problems(exc, fname))
@@ -265,3 +265,11 @@ class PlannedAction:
         if not self.action.has_run():
             raise ValueError(f"{self.action.name} has no run phase, so it has no output")
         return OutputReference(self.step_id)
+
+
+@functools.cache
+def _field_adapter(model: type[BaseModel], field: str) -> TypeAdapter[Any]:
+    """A validator for one field alone (building one costs far more than using it)."""
+    finfo = model.model_fields[field]
+    annotated: Any = Annotated[finfo.annotation or Any, finfo]  # keeps gt=, pattern=
+    return TypeAdapter(annotated)

@@ -18,9 +18,9 @@ from typing import Any, Protocol
 from mcoflow.engine.action import registered_action
 from mcoflow.engine.planner import Planner, error_record
 from mcoflow.engine.records import ClaimedStep, StepOutcome
-from mcoflow.engine.runner import RunContext, run_step
+from mcoflow.engine.runner import RunContext, run_step, unstorable
 from mcoflow.engine.states import PlanState
-from mcoflow.engine.store import Store
+from mcoflow.engine.store import Store, is_transient_error
 
 log = logging.getLogger("mcoflow.executor")
 
@@ -44,6 +44,7 @@ class Executor:
         dead_after: float = 20.0,
         publisher: OutboxPublisher | None = None,
         outbox_retry_after: float = 5.0,
+        outbox_batch_size: int = 500,
         retention: float | None = None,
         clean_interval: float = 3600.0,
     ) -> None:
@@ -56,6 +57,7 @@ class Executor:
         self.dead_after = dead_after
         self.publisher = publisher
         self.outbox_retry_after = outbox_retry_after
+        self.outbox_batch_size = outbox_batch_size
         self.retention = retention
         self.clean_interval = clean_interval
         self.in_flight = 0
@@ -173,20 +175,49 @@ class Executor:
             batch = [await self._results.get()]
             while not self._results.empty() and len(batch) < self.batch_size * 2:
                 batch.append(self._results.get_nowait())
-            for attempt in range(1_000_000):
-                try:
-                    await self.store.write_outcomes(batch, by=self.id)
-                    break
-                except Exception:
-                    # keep the outcomes: the database may come back; our claims stay ours
-                    log.exception("executor %s: writing %d outcomes failed", self.id, len(batch))
-                    await asyncio.sleep(min(5.0, 0.1 * 2 ** min(attempt, 6)))
+            marks = self.store.plan_work_marks
+            await self._write(batch)
             self.in_flight -= len(batch)
             self.steps_run += len(batch)
             self._room.set()
-            self.wake()
+            self._wake.set()
+            if self.store.plan_work_marks != marks:
+                self._plan_wake.set()
             if any(o.messages for o in batch):
                 self._outbox_wake.set()
+
+    async def _write(self, batch: list[StepOutcome]) -> None:
+        """Commit outcomes. While the database is unreachable keep them and try again (our
+        claims stay ours); an outcome that cannot be stored at all must not hold up the
+        others: it is written alone, as the step's error, so its plan pauses."""
+        attempt = 0
+        while True:
+            try:
+                await self.store.write_outcomes(batch, by=self.id)
+                return
+            except Exception as exc:
+                if not is_transient_error(exc):
+                    log.exception("executor %s: storing %d outcomes failed", self.id, len(batch))
+                    failure = exc
+                    break
+                log.warning("executor %s: database unavailable (%s); retrying", self.id, exc)
+                await asyncio.sleep(min(5.0, 0.1 * 2 ** min(attempt, 6)))
+                attempt += 1
+        if len(batch) > 1:
+            for outcome in batch:
+                await self._write([outcome])
+            return
+        (outcome,) = batch
+        try:
+            await self.store.write_outcomes([unstorable(outcome, failure)], by=self.id)
+        except Exception:
+            log.exception(
+                "executor %s: step %s/%d could not be stored even as an error; it stays "
+                "claimed until this executor restarts",
+                self.id,
+                outcome.plan_id,
+                outcome.idx,
+            )
 
     # ---- plans that need an executor themselves ---------------------------------------
 
@@ -305,7 +336,7 @@ class Executor:
         while True:
             self._outbox_wake.clear()
             # fresh messages are sent at once; old unconfirmed ones are retried after a while
-            messages = await self.store.unpublished(500, time.time())
+            messages = await self.store.unpublished(self.outbox_batch_size, time.time())
 
             async def send(message_id: int, destination: str, body: dict[str, Any]) -> int:
                 await publisher.publish(destination, body)
@@ -314,15 +345,17 @@ class Executor:
             # concurrently: brokers pipeline publisher confirms
             results = await asyncio.gather(*(send(*m) for m in messages), return_exceptions=True)
             sent = [r for r in results if isinstance(r, int)]
-            failures = [r for r in results if isinstance(r, BaseException)]
-            if failures:
+            failed = [
+                m[0] for m, r in zip(messages, results, strict=True) if isinstance(r, BaseException)
+            ]
+            if failed:
+                first = next(r for r in results if isinstance(r, BaseException))
                 log.error(
-                    "publishing %d outbox messages failed (will retry): %s",
-                    len(failures),
-                    failures[0],
+                    "publishing %d outbox messages failed (will retry): %s", len(failed), first
                 )
+                await self.store.mark_publish_failed(failed, time.time())
             await self.store.mark_published(sent)
-            if messages and not failures and len(messages) == 500:
+            if len(messages) == self.outbox_batch_size:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox_wake.wait(), self.outbox_retry_after)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import time
@@ -193,4 +194,24 @@ async def run_step(claimed: ClaimedStep, counts: CountsFn | None = None) -> Step
         ref_dependents=claimed.ref_dependents,
         cancel_sub_plans=ctx.cancel_sub_plans and error is None,
         cancel_paused_sub_plans=ctx.cancel_paused_sub_plans and error is None,
+    )
+
+
+def unstorable(outcome: StepOutcome, exc: BaseException) -> StepOutcome:
+    """``outcome`` reduced to an error that says why it could not be stored; what it
+    asked for (messages, events, sub-plans) is dropped with it."""
+    return dataclasses.replace(
+        outcome,
+        state=StepState.ERROR,
+        output=None,
+        error={
+            **error_record(exc),
+            "message": f"storing the step's outcome failed: {type(exc).__name__}: {exc}",
+        },
+        new_events=[],
+        messages=[],
+        sub_plans=[],
+        start_sub_plans=None,
+        cancel_sub_plans=False,
+        cancel_paused_sub_plans=False,
     )

@@ -137,6 +137,8 @@ outbox = Table(
     Column("created_at", Float, nullable=False),
     Column("published_at", Float),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
+    # when a failed publish may be tried again (NULL: at once)
+    Column("retry_at", Float),
     Index(
         "ix_outbox_unpublished",
         "created_at",

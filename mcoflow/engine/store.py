@@ -35,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from mcoflow.engine.action import Event, EventKind, registered_action
@@ -62,6 +62,8 @@ from mcoflow.engine.states import (
 
 WAKE_CHANNEL = "mcoflow_wake"
 log = logging.getLogger("mcoflow.store")
+# rows per multi-row event INSERT: 7 parameters a row stays far below SQLite's limit
+EVENT_INSERT_CHUNK = 500
 ABNORMAL_TERMINATION = "abnormal termination: its executor {executor} stopped while it ran"
 
 
@@ -107,6 +109,9 @@ class Store:
 
     def __init__(self, url: str, *, pool_size: int = 5) -> None:
         self.url = normalize_url(url)
+        # counts writes that made a plan due for its finalize phase: an executor that
+        # sees it grow across its own commit wakes its plan loop (else it just polls)
+        self.plan_work_marks = 0
         self.dialect = self.url.get_backend_name()
         kwargs: dict[str, Any] = {}
         if self.dialect == "postgresql":
@@ -617,16 +622,7 @@ class Store:
                 # the plan is being cancelled: cancellable steps get one Cancel event (the
                 # dedupe key makes it one), the others stop waiting
                 if registered_action(o.action).cancellable:
-                    await self._deliver(
-                        conn,
-                        o.plan_id,
-                        o.idx,
-                        EventKind.CANCEL,
-                        {},
-                        _cancel_key(o.plan_id, o.idx),
-                        now,
-                        now,
-                    )
+                    await self._deliver_cancels(conn, [(o.plan_id, o.idx)], now)
                 else:
                     o.state = StepState.CANCELLED
         for o in outcomes:
@@ -878,6 +874,7 @@ class Store:
                 await conn.execute(
                     update(plans).where(plans.c.id == pid).values(needs_finalize=True, wake_at=now)
                 )
+                self.plan_work_marks += 1
                 continue
             fails = any(g.state == StepState.ERROR and g.rescue == "fail" for g in groups)
             if result is PlanResult.ERROR and not (fails or plan.cancel_requested):
@@ -1091,32 +1088,35 @@ class Store:
         async def work(conn: AsyncConnection) -> list[bool]:
             now = time.time()
             await self._lock_plans(conn, sorted({i[0] for i in items}))
-            fresh: dict[int, bool] = {}
-            for n, (pid, idx, kind, payload, key, due) in enumerate(items):
-                if key is not None:
-                    fresh[n] = await self._deliver(conn, pid, idx, kind, payload, key, due, now)
-            plain = [i for i in items if i[4] is None]
-            if plain:
-                await conn.execute(
-                    insert(events),
-                    [
-                        {
-                            "plan_id": pid,
-                            "step_idx": idx,
-                            "kind": kind.value,
-                            "payload": _dumps(payload),
-                            "dedupe_key": None,
-                            "due_at": due,
-                            "created_at": now,
-                        }
-                        for pid, idx, kind, payload, _key, due in plain
-                    ],
-                )
-                earliest: dict[tuple[str, int], float] = {}
-                for pid, idx, _kind, _payload, _key, due in plain:
+            # A key seen twice in one batch is new only the first time.
+            first_of_key: dict[str, int] = {}
+            for n, item in enumerate(items):
+                if item[4] is not None:
+                    first_of_key.setdefault(item[4], n)
+            rows = [
+                {
+                    "plan_id": pid,
+                    "step_idx": idx,
+                    "kind": kind.value,
+                    "payload": _dumps(payload),
+                    "dedupe_key": key,
+                    "due_at": due,
+                    "created_at": now,
+                }
+                for n, (pid, idx, kind, payload, key, due) in enumerate(items)
+                if key is None or first_of_key[key] == n
+            ]
+            stored_keys = await self._insert_events(conn, rows)
+            fresh = [
+                key is None or (first_of_key[key] == n and key in stored_keys)
+                for n, (_pid, _idx, _kind, _payload, key, _due) in enumerate(items)
+            ]
+            earliest: dict[tuple[str, int], float] = {}
+            for is_new, (pid, idx, _kind, _payload, _key, due) in zip(fresh, items, strict=True):
+                if is_new:
                     earliest[(pid, idx)] = min(due, earliest.get((pid, idx), due))
-                await self._wake_steps(conn, earliest)
-            return [fresh.get(n, True) for n in range(len(items))]
+            await self._wake_steps(conn, earliest)
+            return fresh
 
         return await self._retrying(work)  # type: ignore[no-any-return]
 
@@ -1144,48 +1144,46 @@ class Store:
             [{"b_plan": p, "b_idx": i, "b_due": d} for (p, i), d in sorted(due.items())],
         )
 
-    async def _deliver(
-        self,
-        conn: AsyncConnection,
-        plan_id: str,
-        step_idx: int,
-        kind: EventKind,
-        payload: dict[str, Any],
-        dedupe_key: str | None,
-        due_at: float,
-        now: float,
-    ) -> bool:
-        row = {
-            "plan_id": plan_id,
-            "step_idx": step_idx,
-            "kind": kind.value,
-            "payload": _dumps(payload),
-            "dedupe_key": dedupe_key,
-            "due_at": due_at,
-            "created_at": now,
-        }
-        if dedupe_key is not None:
-            if self.is_postgresql:
-                from sqlalchemy.dialects.postgresql import insert as pg_insert
+    async def _deliver_cancels(
+        self, conn: AsyncConnection, targets: list[tuple[str, int]], now: float
+    ) -> None:
+        """One Cancel event per step, however often cancel is asked (the dedupe key)."""
+        rows = [
+            {
+                "plan_id": plan_id,
+                "step_idx": idx,
+                "kind": EventKind.CANCEL.value,
+                "payload": _dumps({}),
+                "dedupe_key": _cancel_key(plan_id, idx),
+                "due_at": now,
+                "created_at": now,
+            }
+            for plan_id, idx in targets
+        ]
+        stored = await self._insert_events(conn, rows)
+        await self._wake_steps(
+            conn,
+            {
+                target: now
+                for target, row in zip(targets, rows, strict=True)
+                if row["dedupe_key"] in stored
+            },
+        )
 
-                res = await conn.execute(
-                    pg_insert(events).values(**row).on_conflict_do_nothing().returning(events.c.id)
-                )
-            else:
-                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-                res = await conn.execute(
-                    sqlite_insert(events)
-                    .values(**row)
-                    .on_conflict_do_nothing()
-                    .returning(events.c.id)
-                )
-            if res.first() is None:
-                return False
-        else:
-            await conn.execute(insert(events).values(**row))
-        await self._wake_steps(conn, {(plan_id, step_idx): due_at})
-        return True
+    async def _insert_events(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
+        """Insert event rows, in their order, in multi-row statements; a row whose dedupe
+        key is already stored is dropped. Returns the dedupe keys that were stored now."""
+        stored: set[str] = set()
+        dialect_insert = _dialect_insert(self.is_postgresql)
+        for start in range(0, len(rows), EVENT_INSERT_CHUNK):
+            result = await conn.execute(
+                dialect_insert(events)
+                .values(rows[start : start + EVENT_INSERT_CHUNK])
+                .on_conflict_do_nothing()
+                .returning(events.c.dedupe_key)
+            )
+            stored.update(key for key in result.scalars() if key is not None)
+        return stored
 
     # ---- operator actions -----------------------------------------------------------
 
@@ -1324,10 +1322,7 @@ class Store:
             )
         ).all()
         to_signal = [r.idx for r in waiting if r.action in cancellable]
-        for idx in to_signal:
-            await self._deliver(
-                conn, plan_id, idx, EventKind.CANCEL, {}, _cancel_key(plan_id, idx), now, now
-            )
+        await self._deliver_cancels(conn, [(plan_id, idx) for idx in to_signal], now)
         await conn.execute(
             update(steps)
             .where(
@@ -1561,7 +1556,11 @@ class Store:
         async with self._read() as conn:
             rows = await conn.execute(
                 select(outbox.c.id, outbox.c.destination, outbox.c.message)
-                .where(outbox.c.published_at.is_(None), outbox.c.created_at <= created_before)
+                .where(
+                    outbox.c.published_at.is_(None),
+                    outbox.c.created_at <= created_before,
+                    or_(outbox.c.retry_at.is_(None), outbox.c.retry_at <= created_before),
+                )
                 .order_by(outbox.c.created_at, outbox.c.id)
                 .limit(limit)
             )
@@ -1574,6 +1573,26 @@ class Store:
                     update(outbox)
                     .where(outbox.c.id.in_(ids))
                     .values(published_at=time.time(), attempts=outbox.c.attempts + 1)
+                )
+
+    async def mark_publish_failed(self, ids: Sequence[int], now: float) -> None:
+        """Try these again later, waiting longer after each failure (1 s up to 5 min), so
+        a destination that keeps failing does not hold up the messages behind it."""
+        if ids:
+            async with self._write() as conn:
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(ids))
+                    .values(
+                        attempts=outbox.c.attempts + 1,
+                        retry_at=now
+                        + case(
+                            (outbox.c.attempts < 1, 1.0),
+                            (outbox.c.attempts < 3, 5.0),
+                            (outbox.c.attempts < 6, 30.0),
+                            else_=300.0,
+                        ),
+                    )
                 )
 
     async def outbox_messages(self, plan_id: str | None = None) -> list[dict[str, Any]]:
@@ -1701,6 +1720,17 @@ def _chunks(items: list[str], n: int) -> Iterable[list[str]]:
         yield items[i : i + n]
 
 
+def _dialect_insert(postgresql: bool) -> Any:
+    """INSERT with the dialect's ON CONFLICT DO NOTHING (both dialects spell it alike)."""
+    if postgresql:
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
 def _cancellable_actions() -> frozenset[str]:
     from mcoflow.engine.action import _REGISTRY
 
@@ -1723,6 +1753,16 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """True when ``exc`` says the database could not be reached or the transaction lost a
+    race: trying the same write again later may work. Anything else will fail again."""
+    if isinstance(exc, (OSError, TimeoutError)):
+        return True
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    return isinstance(exc, DBAPIError) and (exc.connection_invalidated or _is_retryable(exc))
 
 
 def _is_retryable(exc: DBAPIError) -> bool:

@@ -66,6 +66,33 @@ async def test_suspended_step_wakes_on_each_event_and_dedupes(harness: EngineHar
     assert step.output == {"got": [{"n": 1}, {"n": 2, "last": True}]}
 
 
+async def test_a_batch_of_events_dedupes_within_itself_and_against_the_store(
+    harness: EngineHarness,
+) -> None:
+    world = harness.world
+    plan = await world.trigger(A.WaitForEvent)
+
+    async def suspended() -> None:
+        (step,) = await world.steps(plan.id)
+        assert step.state is StepState.SUSPENDED
+
+    await assert_eventually(suspended)
+    assert await world.event(plan.id, 1, {"n": 1}, dedupe_key="batch-1")
+    fresh = await world.events(
+        [
+            (plan.id, 1, {"n": 1}, "batch-1"),  # stored before
+            (plan.id, 1, {"n": 2}, "batch-2"),
+            (plan.id, 1, {"n": 2}, "batch-2"),  # twice in this batch
+            (plan.id, 1, {"n": 3, "last": True}, None),
+        ]
+    )
+    assert fresh == [False, True, False, True]
+    done = await world.wait(plan.id)
+    assert done.result is PlanResult.SUCCESS
+    (step,) = await world.steps(plan.id)
+    assert step.output == {"got": [{"n": 1}, {"n": 2}, {"n": 3, "last": True}]}
+
+
 async def test_timer_survives_a_restart_of_the_executor(db_url: str) -> None:
     async with engine_harness(db_url) as h:
         plan = await h.world.trigger(A.Timer, after=1.0)
