@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mcoflow.cli_web import web_app
 from mcoflow.config import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ plans_app = typer.Typer(help="See and operate on plans.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(plans_app, name="plans")
 app.add_typer(db_app, name="db")
+app.add_typer(web_app, name="web")
 console = Console()
 
 DbOption = Annotated[str | None, typer.Option("--db", help="database URL (MCOFLOW_DATABASE_URL)")]
@@ -110,8 +112,27 @@ def serve(
     transport: Annotated[
         str | None, typer.Option(help="broker URL (MCOFLOW_TRANSPORT_URL)")
     ] = None,
-    listen: Annotated[str | None, typer.Option(help="host:port of the web console")] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT of the web console (MCOFLOW_LISTEN, default 127.0.0.1:9292); "
+            "without login only on loopback with the in-process broker: see `mcoflow web`"
+        ),
+    ] = None,
     simulate_hosts: Annotated[int, typer.Option(help="add N simulated hosts (sim-00001…)")] = 0,
+    simulate_broken_package: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME[@HOST]",
+            help="installing NAME on a simulated host always fails (NAME@sim-00003: on "
+            "that host only); repeatable. The `simulation` setting (mcoflow.yaml) has "
+            "more: flaky_packages (fail once, to try Resume), packages, delay…",
+        ),
+    ] = None,
+    simulate_delay: Annotated[
+        float | None,
+        typer.Option(min=0, help="seconds each change takes on a simulated host"),
+    ] = None,
     local_agent: Annotated[
         bool | None,
         typer.Option(help="serve this machine in-process (default: with the memory broker)"),
@@ -124,39 +145,76 @@ def serve(
     """Run the orchestrator: executor, web console and (embedded default) an agent for
     this machine, on ./mcoflow.db and the in-process broker unless configured."""
     from mcoflow.server import build_orchestrator
+    from mcoflow.web.auth_config import WebConfigError, web_auth
+    from mcoflow.web.server import WebServer, WebServerError
 
     settings = _settings(database_url=db, transport_url=transport, listen=listen)
-    _import_actions(settings, imports)
-    _logging(log_level)
     embedded = settings.transport_url.startswith("memory:")
     with_agent = embedded if local_agent is None else local_agent
+    simulation = _simulation(settings, simulate_broken_package or [], simulate_delay)
+    try:  # before anything is created: a refusal leaves no trace
+        auth = web_auth(settings, embedded=embedded)
+    except WebConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    _import_actions(settings, imports)
+    _logging(log_level)
 
-    async def main() -> None:
+    async def main() -> int:
         orchestrator = await build_orchestrator(
-            settings, local_agent=with_agent, simulate_hosts=simulate_hosts
+            settings, local_agent=with_agent, simulate_hosts=simulate_hosts, simulation=simulation
         )
-        web = _web_server(orchestrator, settings, embedded=embedded)
+        web = WebServer(orchestrator, settings, embedded=embedded, auth=auth, log_level=log_level)
 
         async def start() -> None:
             await orchestrator.start()
-            if web is not None:
-                await web.start()
-            hosts = await _discover_at_start(orchestrator)
+            try:
+                hosts = await _discover_at_start(orchestrator)
+                await web.start()  # last: once it answers, the hosts are known
+            except BaseException:
+                await orchestrator.stop()
+                raise
             console.print(
                 f"mcoflow serving: database {settings.database_url}, broker "
-                f"{settings.transport_url}, executor {orchestrator.executor.id}"
-                + (f", web http://{settings.listen}" if web is not None else "")
-                + f"; {hosts} hosts answered discovery. Ctrl-C stops it."
+                f"{settings.transport_url}, executor {orchestrator.executor.id}, "
+                f"web {web.url}{'' if auth.enabled else ' (no login: loopback only)'}; "
+                f"{hosts} hosts answered discovery. Ctrl-C stops it.",
+                soft_wrap=True,
             )
 
         async def stop() -> None:
-            if web is not None:
-                await web.stop()
+            await web.stop()
             await orchestrator.stop()
 
-        await _run_until_signal(start, stop)
+        try:
+            await _run_until_signal(start, stop)
+        except WebServerError as exc:
+            console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+            return 1
+        return 0
 
-    asyncio.run(main())
+    raise typer.Exit(asyncio.run(main()))
+
+
+def _simulation(settings: Settings, broken: list[str], delay: float | None) -> dict[str, Any]:
+    """The simulated hosts' settings: the `simulation` setting, then the options."""
+    from pydantic import ValidationError
+
+    from mcoflow.agent.providers import SimulationSettings
+
+    values = dict(settings.simulation)
+    if broken:
+        values["broken_packages"] = [*values.get("broken_packages", ()), *broken]
+    if delay is not None:
+        values["delay"] = delay
+    try:
+        return SimulationSettings.model_validate(values).model_dump(mode="json")
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        console.print(f"[red]error:[/red] simulation: {problems}", soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 async def _discover_at_start(orchestrator: Any) -> int:
@@ -168,14 +226,6 @@ async def _discover_at_start(orchestrator: Any) -> int:
     except Exception as exc:  # the server still serves; jobs then skip the host check
         console.print(f"[yellow]discovery at start failed: {exc}[/yellow]")
         return 0
-
-
-def _web_server(orchestrator: Any, settings: Settings, *, embedded: bool) -> Any:
-    try:
-        web = importlib.import_module("mcoflow.web.server")
-    except ImportError:
-        return None
-    return web.WebServer(orchestrator, settings, embedded=embedded)
 
 
 @app.command()

@@ -9,12 +9,16 @@ in the working directory and the in-process broker.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+# NAME of a "NAME:HASH" web_users / web_api_tokens entry: who acts, in a plan's history
+WEB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
 
 
 class SettingsError(ValueError):
@@ -68,6 +72,39 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(2.0, gt=0)
     dead_after: float = Field(20.0, gt=0)
     retention_days: float = Field(30.0, gt=0)
+    web_users: tuple[str, ...] = Field(
+        default=(), description="'NAME:HASH' lines of `mcoflow web hash-password NAME`"
+    )
+    web_api_tokens: tuple[str, ...] = Field(
+        default=(), description="'NAME:HASH' lines of `mcoflow web new-token --name NAME`"
+    )
+    web_secret: SecretStr | None = Field(
+        default=None,
+        description="signs the web session cookies; unset: a random one kept in "
+        "state_dir/web-secret",
+    )
+    # checked by `serve` (mcoflow.agent.providers.SimulationSettings): importing the
+    # agent here would slow down every command
+    simulation: dict[str, Any] = Field(
+        default_factory=dict,
+        description="how the hosts of `serve --simulate-hosts` behave: delay, "
+        "broken_packages, flaky_packages, packages, … (SimulationSettings)",
+    )
+
+    @field_validator("web_users", "web_api_tokens")
+    @classmethod
+    def _name_and_hash(cls, entries: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        scheme = "scrypt$" if info.field_name == "web_users" else "sha256$"
+        command = "hash-password NAME" if scheme == "scrypt$" else "new-token --name NAME"
+        for entry in entries:
+            name, _, digest = entry.partition(":")
+            if WEB_NAME.fullmatch(name) is None or not digest.startswith(scheme):
+                # name only: a pasted plain password must not end up in a log
+                raise ValueError(
+                    f"entry {name[:64]!r}: expected 'NAME:{scheme}…' as printed by "
+                    f"`mcoflow web {command}`"
+                )
+        return entries
 
     @classmethod
     def settings_customise_sources(

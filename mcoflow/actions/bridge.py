@@ -44,10 +44,19 @@ class ReplyRouter:
     returns only after the commit, so the transport acknowledges committed replies only.
     Duplicates (same request id and sender) are dropped by the store's dedupe key."""
 
-    def __init__(self, store: Store, *, on_delivered: Any = None, max_batch: int = 1000):
+    def __init__(
+        self,
+        store: Store,
+        *,
+        on_delivered: Any = None,
+        max_batch: int = 1000,
+        linger: float = 0.004,
+    ):
         self.store = store
         self.on_delivered = on_delivered
         self.max_batch = max_batch
+        # replies come one by one: waiting a few ms lets many share one transaction
+        self.linger = linger
         self.replies = 0
         self.duplicates = 0
         self.unroutable = 0
@@ -91,8 +100,7 @@ class ReplyRouter:
         while True:
             await self._kick.wait()
             self._kick.clear()
-            # let replies that arrive together share one transaction
-            await asyncio.sleep(0)
+            await asyncio.sleep(self.linger)
             while self._pending:
                 batch, self._pending = (
                     self._pending[: self.max_batch],

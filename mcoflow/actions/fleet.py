@@ -21,7 +21,16 @@ from mcoflow.actions.operations import (
     UninstallPackages,
 )
 from mcoflow.actions.remote import REPLY_KEY, RPC_DESTINATION, request_id
-from mcoflow.engine import Action, Event, EventKind, PlanResult, PlanState, SubPlan, WithSubPlans
+from mcoflow.engine import (
+    Action,
+    Event,
+    EventKind,
+    InvalidOperation,
+    PlanResult,
+    PlanState,
+    SubPlan,
+    WithSubPlans,
+)
 from mcoflow.engine.world import World
 from mcoflow.rpc.filters import Filter
 
@@ -230,15 +239,16 @@ async def host_results(world: World, plan_id: str) -> list[HostResult]:
 
 
 async def rerun_failed(world: World, plan_id: str, *, by: str = "system") -> Any:
-    """A new fleet job with the same parameters for the hosts that did not succeed."""
+    """A new fleet job with the same parameters for the hosts that did not succeed.
+    Raises PlanNotFound, or InvalidOperation when there is nothing to rerun."""
     plan = await world.get_plan(plan_id)
     if plan.action != FleetJob.name:
-        raise ValueError(f"plan {plan_id} is not a fleet job")
+        raise InvalidOperation(f"plan {plan_id} is not a fleet job")
     failed = sorted(
         {r.host for r in await host_results(world, plan_id) if r.result is not PlanResult.SUCCESS}
     )
     if not failed:
-        raise ValueError(f"plan {plan_id} has no failed hosts")
+        raise InvalidOperation(f"plan {plan_id} has no failed hosts")
     args = {**plan.args, "hosts": failed, "filter": None}
     return await world.trigger(
         FleetJob, label=f"rerun on {len(failed)} failed hosts of {plan.label}", by=by, **args

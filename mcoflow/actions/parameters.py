@@ -10,7 +10,9 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._@:-]{0,254}$")
 
 
 class JobInputError(ValueError):
-    """Bad operator input; ``field`` names the form field or argument."""
+    """Bad operator input; ``field`` names the form field, JSON key or argument
+    (``kind``, ``hosts``, ``filter``, ``parameter``, ``concurrency``, ``batch_size``,
+    ``max_failures``), where the web console shows ``message``."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")

@@ -47,6 +47,7 @@ class Executor:
         outbox_batch_size: int = 500,
         retention: float | None = None,
         clean_interval: float = 3600.0,
+        linger: float = 0.004,
     ) -> None:
         self.store = store
         self.id = executor_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -60,6 +61,9 @@ class Executor:
         self.outbox_batch_size = outbox_batch_size
         self.retention = retention
         self.clean_interval = clean_interval
+        # Work that trickles in (replies arriving one by one) would otherwise cost a
+        # transaction per item; waiting a few ms when woken lets it share one.
+        self.linger = linger
         self.in_flight = 0
         self.steps_run = 0
         self._wake = asyncio.Event()
@@ -165,6 +169,11 @@ class Executor:
                 timeout = max(0.0, min(timeout, nxt - time.time()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
+            await self._linger()
+
+    async def _linger(self) -> None:
+        if self.linger > 0:
+            await asyncio.sleep(self.linger)
 
     async def _run(self, claimed: ClaimedStep) -> None:
         outcome = await run_step(claimed, self.store.sub_plan_counts)
@@ -173,6 +182,8 @@ class Executor:
     async def _write_loop(self) -> None:
         while True:
             batch = [await self._results.get()]
+            if self._results.qsize() < self.batch_size:
+                await self._linger()
             while not self._results.empty() and len(batch) < self.batch_size * 2:
                 batch.append(self._results.get_nowait())
             marks = self.store.plan_work_marks
@@ -359,3 +370,4 @@ class Executor:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox_wake.wait(), self.outbox_retry_after)
+                await self._linger()

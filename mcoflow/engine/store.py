@@ -1125,6 +1125,17 @@ class Store:
         if not due:
             return
         await self._notify(conn)
+        if self.is_postgresql:
+            ordered = sorted(due.items())
+            await conn.execute(
+                _PG_WAKE,
+                {
+                    "b_plan": [p for (p, _i), _d in ordered],
+                    "b_idx": [i for (_p, i), _d in ordered],
+                    "b_due": [d for _k, d in ordered],
+                },
+            )
+            return
         await conn.execute(
             update(steps)
             .where(
@@ -1666,6 +1677,17 @@ _PG_RELEASE = text(
     FROM unnest(CAST(:b_plan AS varchar[]), CAST(:b_idx AS int[]), CAST(:b_n AS int[]))
         AS v(plan_id, idx, n)
     WHERE s.plan_id = v.plan_id AND s.idx = v.idx
+    """
+)
+
+
+_PG_WAKE = text(
+    """
+    UPDATE steps AS s SET ready_at = CASE
+            WHEN s.ready_at IS NULL OR s.ready_at > v.due THEN v.due ELSE s.ready_at END
+    FROM unnest(CAST(:b_plan AS varchar[]), CAST(:b_idx AS int[]), CAST(:b_due AS float8[]))
+        AS v(plan_id, idx, due)
+    WHERE s.plan_id = v.plan_id AND s.idx = v.idx AND s.state = 'suspended'
     """
 )
 

@@ -216,18 +216,24 @@ class RpcClient:
             self.rejected_replies += 1
             log.warning("reply refused: %s", exc)
             return
+        handed_over: list[Awaitable[None]] = []
         for reply in replies:
             pending = self._pending.get(reply.request_id)
             if pending is not None:
                 pending.add(reply)
             elif self.on_reply is not None:
-                # If it raises, the whole envelope is redelivered; the replies already
-                # handed over come again and are deduplicated by (request id, sender).
-                await self.on_reply(reply)
+                handed_over.append(self.on_reply(reply))
             else:
                 log.debug(
                     "late or unknown reply %s from %s dropped", reply.request_id, reply.sender
                 )
+        # Together, so a batch of replies can share one commit downstream. If one raises,
+        # the whole envelope is redelivered; the replies already handed over come again
+        # and are deduplicated by (request id, sender).
+        results = await asyncio.gather(*handed_over, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     # -- low level --------------------------------------------------------------------
 

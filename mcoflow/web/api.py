@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials
 
 from mcoflow.engine import PlanFilter, PlanResult, PlanState, World
@@ -75,8 +77,45 @@ def _broker_state(request: Request) -> str:
     return probe() if probe is not None else "unknown"
 
 
-router = APIRouter(prefix="/api/v1", tags=["api"])
-writes = APIRouter(prefix="/api/v1", tags=["api"], dependencies=[Depends(check_origin)])
+def known_query_only(request: Request) -> None:
+    """Refuse query parameters the endpoint does not take: ``?stat=running`` silently
+    listing every plan would mislead whoever made the typo."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {param.alias for param in dependant.query_params}
+    takes = ", ".join(sorted(known)) or "none"
+    problems = [
+        {
+            "loc": ("query", name or "(empty name)"),
+            "msg": f"unknown query parameter (this endpoint takes: {takes})",
+            "type": "unknown_query_parameter",
+        }
+        for name in sorted(set(request.query_params) - known)
+    ]
+    # every parameter here takes one value: which of several would be meant is a guess
+    problems += [
+        {
+            "loc": ("query", name),
+            "msg": f"given {count} times; give it once",
+            "type": "repeated_query_parameter",
+        }
+        for name, count in sorted(
+            Counter(name for name, _ in request.query_params.multi_items()).items()
+        )
+        if count > 1 and name in known
+    ]
+    if problems:
+        raise RequestValidationError(problems)
+
+
+router = APIRouter(prefix="/api/v1", tags=["api"], dependencies=[Depends(known_query_only)])
+writes = APIRouter(
+    prefix="/api/v1",
+    tags=["api"],
+    dependencies=[Depends(check_origin), Depends(known_query_only)],
+)
 
 
 @writes.post(

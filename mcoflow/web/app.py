@@ -129,6 +129,7 @@ def create_app(
     app.state.jobs = jobs
     app.state.broker_state = broker_state
     app.state.sse_interval = sse_interval
+    app.state.closing = False  # set when the server stops: live streams end
     app.state.templates = make_templates()
     app.mount("/static", StaticFiles(directory=str(files("mcoflow.web") / "static")), "static")
     for module in (api, login, trigger, pages, sse, operations):

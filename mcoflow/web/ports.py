@@ -1,27 +1,21 @@
-"""What the web layer needs from the operator's actions (implemented in mcoflow.actions).
+"""What the web layer needs from the operator's actions (``mcoflow.actions.Jobs``).
 
-The web app depends on this Protocol, not on mcoflow.actions, so it can be tested on
-the engine alone and the actions layer can evolve behind it.
+The web app depends on this Protocol, not on ``Jobs``, so it can be tested on the
+engine alone with a fake. Input errors are the actions' own ``JobInputError``, so
+whatever ``Jobs`` rejects is shown next to the form field it names.
 """
 
 from __future__ import annotations
 
 from typing import Literal, Protocol, get_args
 
+from mcoflow.actions.parameters import JobInputError
 from mcoflow.engine import Plan
+
+__all__ = ["JOB_KINDS", "JobInputError", "JobKind", "JobsPort"]
 
 JobKind = Literal["install", "uninstall", "restart", "install-and-restart"]
 JOB_KINDS: tuple[JobKind, ...] = get_args(JobKind)
-
-
-class JobInputError(ValueError):
-    """Input the operator must correct; ``field`` names the form field / JSON key
-    (``hosts``, ``filter``, ``parameter``, ``concurrency``, ``batch_size``, ``max_failures``)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 class JobsPort(Protocol):

@@ -2,7 +2,8 @@
 
 The database is the source of truth and may be written by executors in other
 processes, so the stream polls it (every ``interval`` s) and sends a snapshot only
-when something the page shows changed. It ends once the plan has stopped.
+when something the page shows changed. It ends once the plan has stopped, or the
+server is stopping (the browser then reconnects to another or the restarted one).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ async def plan_events(
     last = ""
     quiet_since = time.monotonic()
     yield "retry: 2000\n\n"
-    while request is None or not await request.is_disconnected():
+    while request is None or not (request.app.state.closing or await request.is_disconnected()):
         try:
             snapshot = await plan_snapshot(world, plan_id, table)
         except PlanNotFound:

@@ -10,13 +10,14 @@ import asyncio
 import json
 import os
 import random
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mcoflow.agent.providers.base import (
     PackageProvider,
@@ -29,6 +30,13 @@ from mcoflow.agent.providers.base import (
     check_package_version,
     check_service_name,
 )
+
+# A package name (as the providers accept them), optionally @ one host's identity.
+_PACKAGE_RULE = re.compile(r"[a-z0-9][a-z0-9+.-]*(@[A-Za-z0-9_][A-Za-z0-9_.:@-]*)?")
+
+
+def _listed(rules: tuple[str, ...], identity: str, package: str) -> bool:
+    return package in rules or f"{package}@{identity}" in rules
 
 
 class SimulationSettings(BaseModel):
@@ -45,7 +53,14 @@ class SimulationSettings(BaseModel):
         default_factory=dict, description="services every host starts with"
     )
     broken_packages: tuple[str, ...] = Field(
-        (), description="packages whose install always fails (a broken repository)"
+        (),
+        description="packages whose install always fails (a broken repository); "
+        "NAME@IDENTITY: on that host only",
+    )
+    flaky_packages: tuple[str, ...] = Field(
+        (),
+        description="packages whose first install on each host fails and the next one "
+        "works (to try Resume); NAME@IDENTITY: on that host only",
     )
     default_version: str = "1.0-1"
     arch: str = "amd64"
@@ -55,6 +70,14 @@ class SimulationSettings(BaseModel):
         "SimulatedFleet.write_stats), so other processes can count them",
     )
     stats_interval: float = Field(1.0, gt=0, description="seconds between stats writes")
+
+    @field_validator("broken_packages", "flaky_packages")
+    @classmethod
+    def _package_rules(cls, rules: tuple[str, ...]) -> tuple[str, ...]:
+        for rule in rules:
+            if _PACKAGE_RULE.fullmatch(rule) is None:
+                raise ValueError(f"{rule!r}: expected a package name, or NAME@IDENTITY")
+        return rules
 
 
 @dataclass
@@ -69,6 +92,7 @@ class SimulatedFleet:
     calls: Counter[tuple[str, str]] = field(default_factory=Counter)
     changes: int = 0  # bumped on every call: a stats writer skips a write when unchanged
     _hosts: dict[str, _SimHost] = field(default_factory=dict)
+    _flaked: set[tuple[str, str]] = field(default_factory=set)
     _rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -115,6 +139,16 @@ class SimulatedFleet:
         if failed:
             raise ProviderError(f"simulated failure of {operation} on {identity}")
 
+    def install_failure(self, identity: str, package: str) -> str | None:
+        """Why installing ``package`` on ``identity`` fails now (None: it works)."""
+        if _listed(self.settings.broken_packages, identity, package):
+            return f"simulated: package {package} is broken in the repository"
+        flaky = _listed(self.settings.flaky_packages, identity, package)
+        if flaky and (identity, package) not in self._flaked:
+            self._flaked.add((identity, package))
+            return f"simulated: download of {package} failed (it works the next time)"
+        return None
+
     def package_provider(self, identity: str) -> SimulatedPackageProvider:
         return SimulatedPackageProvider(self, identity)
 
@@ -147,8 +181,9 @@ class SimulatedPackageProvider(PackageProvider):
         if version is not None:
             check_package_version(version)
         await self._fleet.execute(self._identity, "install")
-        if package in self._fleet.settings.broken_packages:
-            raise ProviderError(f"simulated: package {package} is broken in the repository")
+        failure = self._fleet.install_failure(self._identity, package)
+        if failure is not None:
+            raise ProviderError(failure)
         chosen = version or self._fleet.settings.default_version
         self._fleet.host(self._identity).packages[package] = chosen
         return f"simulated: installed {package} {chosen}"

@@ -1,4 +1,5 @@
-"""Browser tests: Debian's Chromium driven by Playwright against a real server process.
+"""Browser tests: Debian's Chromium driven by Playwright against a real `mcoflow serve`
+subprocess with simulated hosts (sim-00001…).
 
 Without Chromium they are skipped with the reason, except with CI set: there they fail.
 """
@@ -6,17 +7,13 @@ Without Chromium they are skipped with the reason, except with CI set: there the
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from serve_process import mcoflow_serve, serve_env
+from web_site import BROKEN, DELAY, HOSTS, SAVED, SCREENSHOTS, SIMULATION
 
 CHROMIUM = Path(os.environ.get("MCOFLOW_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -28,8 +25,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SERVER = Path(__file__).with_name("web_server.py")
-ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 
 
 @pytest.fixture(scope="session")
@@ -43,56 +38,31 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
     return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real server process on a free loopback port."""
-    port = _free_port()
-    db = tmp_path_factory.mktemp("web") / "mcoflow.db"
-    log = (db.parent / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, str(SERVER), "--db", str(db), "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/plans", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    text = (db.parent / "server.log").read_text()
-                    pytest.fail(f"the web server did not start:\n{text}", pytrace=False)
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    """`mcoflow serve` with simulated hosts (and no agent for this machine), set up by
+    its command-line options and its config file."""
+    directory = tmp_path_factory.mktemp("serve")
+    args = ["--no-local-agent", "--simulate-hosts", str(HOSTS)]
+    args += ["--simulate-delay", str(DELAY), "--simulate-broken-package", BROKEN]
+    args += ["--log-level", "warning"]
+    with mcoflow_serve(directory, args, serve_env(directory, {"simulation": SIMULATION})) as s:
+        yield s.url
 
 
 @pytest.fixture(scope="session")
-def artifacts() -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    return ARTIFACTS
+def screenshots() -> Path:
+    """Where the run leaves screenshots for people to look at (build/ is ignored by git)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
 
 
 @pytest.fixture(scope="session")
 def base_url(server_url: str) -> str:
     """Replaces pytest-base-url's fixture (which warns on pytest 9) for pytest-playwright."""
     return server_url
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for path in SAVED:
+        terminalreporter.write_line(f"screenshot: {path}")

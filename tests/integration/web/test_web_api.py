@@ -37,7 +37,12 @@ async def test_trigger_each_kind_on_one_host(web: Web, kind: str, parameter: str
 
 @pytest.mark.parametrize(("kind", "parameter"), KINDS)
 async def test_trigger_each_kind_on_a_fleet(web: Web, kind: str, parameter: str) -> None:
-    body = {"kind": kind, "filter": "/^web-0[1-4]$/", "parameter": parameter, "concurrency": 2}
+    body = {
+        "kind": kind,
+        "filter": "identity:/^web-0[1-4]$/",
+        "parameter": parameter,
+        "concurrency": 2,
+    }
     r = await web.client.post("/api/v1/jobs", json=body)
     assert r.status_code == 201, r.text
     done = await web.world.wait(r.json()["id"])
@@ -162,9 +167,9 @@ async def test_hosts_and_executors(web: Web) -> None:
     everything = (await web.client.get("/api/v1/hosts")).json()["hosts"]
     assert "web-01" in everything
     assert "db-01" in everything
-    dbs = (await web.client.get("/api/v1/hosts", params={"filter": "db-*"})).json()
+    dbs = (await web.client.get("/api/v1/hosts", params={"filter": "class:db"})).json()
     assert dbs == {"hosts": ["db-01", "db-02"]}
-    bad = await web.client.get("/api/v1/hosts", params={"filter": "/(/"})
+    bad = await web.client.get("/api/v1/hosts", params={"filter": "identity:/(/"})
     assert bad.status_code == 422
     assert bad.json()["field"] == "filter"
 
@@ -181,7 +186,7 @@ async def test_hosts_and_executors(web: Web) -> None:
     [
         ({"kind": "install", "hosts": ["nope"], "parameter": "x"}, "hosts", "unknown host: nope"),
         ({"kind": "install", "hosts": ["web-01"], "parameter": "a,,b"}, "parameter", "empty"),
-        ({"kind": "install", "filter": "zzz*", "parameter": "a"}, "filter", "no host matches"),
+        ({"kind": "install", "filter": "class:zzz", "parameter": "a"}, "filter", "no host matches"),
         ({"kind": "reboot", "hosts": ["web-01"], "parameter": "a"}, "kind", "install"),
         ({"kind": "install", "hosts": ["web-01"]}, "parameter", "Field required"),
         (
@@ -237,3 +242,14 @@ async def test_openapi_documents_every_operation(web: Web) -> None:
         ("GET", "/api/v1/hosts"),
         ("GET", "/api/v1/executors"),
     }
+
+
+async def test_unknown_and_repeated_query_parameters_are_refused(web: Web) -> None:
+    typo = await web.client.get("/api/v1/plans", params={"stat": "running"})
+    assert typo.status_code == 422
+    assert typo.json()["field"] == "stat"
+    assert "unknown query parameter" in typo.json()["detail"]
+    assert "state" in typo.json()["detail"]  # it says what the endpoint takes
+    twice = await web.client.get("/api/v1/hosts?filter=class:web&filter=class:db")
+    assert twice.status_code == 422
+    assert twice.json()["detail"] == "filter: given 2 times; give it once"

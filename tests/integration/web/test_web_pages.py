@@ -37,7 +37,7 @@ async def test_trigger_form_fleet_by_filter_with_options(web: Web) -> None:
         {
             "kind": "install",
             "target": "filter",
-            "hosts": "/^db-/",
+            "hosts": "identity:/^db-/",
             "parameter": "postgresql",
             "concurrency": "1",
             "max_failures": "50%",
@@ -50,7 +50,7 @@ async def test_trigger_form_fleet_by_filter_with_options(web: Web) -> None:
     assert '<section class="card" id="hosts" >' in page.text
     assert ">db-01</a>" in page.text
     assert ">db-02</a>" in page.text
-    assert web.jobs.triggered[-1]["filter"] == "/^db-/"
+    assert web.jobs.triggered[-1]["filter"] == "identity:/^db-/"
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """A fake JobsPort on the real engine: test actions that act like remote package and
-service steps (a delay, then a host's reply), for the web app's tests and demo server.
+service steps (a delay, then a host's reply), for the web app's integration tests.
 
 Package names steer the outcome: ``fail-once*`` fails its first attempt (resume then
 succeeds), ``broken*`` always fails (skip it), ``html-output`` replies with HTML; a
@@ -8,12 +8,12 @@ name ending ``@HOST`` behaves so on HOST only and succeeds elsewhere.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from typing import Any
 
 from pydantic import BaseModel
 
+from mcoflow.actions.jobs import parse_filter
 from mcoflow.engine import (
     Action,
     Event,
@@ -183,15 +183,20 @@ class FakeJobs:
         self.triggered: list[dict[str, Any]] = []
 
     async def discover(self, filter: str | None) -> list[str]:
-        if not filter:
+        # the real filter syntax (identity:/^web-/, class:web, os_family=debian)
+        parsed = parse_filter(filter)
+        if parsed is None:
             return list(HOSTS)
-        if len(filter) > 1 and filter.startswith("/") and filter.endswith("/"):
-            try:
-                pattern = re.compile(filter[1:-1])
-            except re.error as exc:
-                raise JobInputError("filter", f"not a regular expression: {exc}") from None
-            return [h for h in HOSTS if pattern.search(h)]
-        return [h for h in HOSTS if fnmatch.fnmatchcase(h, filter)]
+        return [
+            host
+            for host in HOSTS
+            if parsed.matches(
+                identity=host,
+                facts={"os_family": "debian"},
+                classes=[host.split("-")[0]],
+                agents=["package", "service", "rpcutil"],
+            )
+        ]
 
     async def trigger(
         self,

@@ -67,3 +67,36 @@ async def test_services_start_stopped_unless_configured() -> None:
     assert await services.status("nginx") is ServiceState.RUNNING
     with pytest.raises(ProviderError, match="invalid service"):
         await services.restart("bad name")
+
+
+async def test_broken_package_fails_everywhere_or_on_the_named_host_only() -> None:
+    fleet = SimulatedFleet(SimulationSettings(broken_packages=("vim", "curl@sim-2")))
+    one, two = fleet.package_provider("sim-1"), fleet.package_provider("sim-2")
+    for provider in (one, two, one):
+        with pytest.raises(ProviderError, match="vim is broken"):
+            await provider.install("vim", None)
+    await one.install("curl", None)
+    with pytest.raises(ProviderError, match="curl is broken"):
+        await two.install("curl", None)
+    assert (await one.status("curl")).state is PackageState.INSTALLED
+    assert (await two.status("curl")).state is PackageState.ABSENT
+
+
+async def test_flaky_package_fails_once_per_host_then_installs() -> None:
+    fleet = SimulatedFleet(SimulationSettings(flaky_packages=("nginx", "jq@sim-2")))
+    one, two = fleet.package_provider("sim-1"), fleet.package_provider("sim-2")
+    for provider in (one, two):
+        with pytest.raises(ProviderError, match="works the next time"):
+            await provider.install("nginx", None)
+        await provider.install("nginx", None)
+        assert (await provider.status("nginx")).state is PackageState.INSTALLED
+    await one.install("jq", None)
+    with pytest.raises(ProviderError, match="download of jq failed"):
+        await two.install("jq", None)
+    await two.install("jq", None)
+
+
+@pytest.mark.parametrize("rule", ["Bad", "vim@", "@sim-1", "vim@sim 1", ""])
+def test_package_rules_are_checked(rule: str) -> None:
+    with pytest.raises(ValueError, match="expected a package name"):
+        SimulationSettings(broken_packages=(rule,))
