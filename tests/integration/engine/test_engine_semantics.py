@@ -12,6 +12,7 @@ from mcoflow.engine import (
     Action,
     InputError,
     InvalidOperation,
+    Plan,
     PlanFilter,
     PlanResult,
     PlanState,
@@ -48,8 +49,8 @@ async def test_bad_input_is_refused_at_trigger_and_nothing_stored(harness: Engin
     assert (await harness.world.list_plans()).total == 0
 
 
-async def test_suspended_step_wakes_on_each_event_and_dedupes(harness: EngineHarness) -> None:
-    world = harness.world
+async def _waiting_plan(world: World) -> Plan:
+    """A WaitForEvent plan whose one step is suspended, waiting for events."""
     plan = await world.trigger(A.WaitForEvent)
 
     async def suspended() -> None:
@@ -57,6 +58,12 @@ async def test_suspended_step_wakes_on_each_event_and_dedupes(harness: EngineHar
         assert step.state is StepState.SUSPENDED
 
     await assert_eventually(suspended)
+    return plan
+
+
+async def test_suspended_step_wakes_on_each_event_and_dedupes(harness: EngineHarness) -> None:
+    world = harness.world
+    plan = await _waiting_plan(world)
     assert await world.event(plan.id, 1, {"n": 1}, dedupe_key="reply-1")
     assert not await world.event(plan.id, 1, {"n": 1}, dedupe_key="reply-1")
     assert await world.event(plan.id, 1, {"n": 2, "last": True}, dedupe_key="reply-2")
@@ -70,13 +77,7 @@ async def test_a_batch_of_events_dedupes_within_itself_and_against_the_store(
     harness: EngineHarness,
 ) -> None:
     world = harness.world
-    plan = await world.trigger(A.WaitForEvent)
-
-    async def suspended() -> None:
-        (step,) = await world.steps(plan.id)
-        assert step.state is StepState.SUSPENDED
-
-    await assert_eventually(suspended)
+    plan = await _waiting_plan(world)
     assert await world.event(plan.id, 1, {"n": 1}, dedupe_key="batch-1")
     fresh = await world.events(
         [
