@@ -75,6 +75,9 @@ class Executor:
         self._step_tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
+        # set while a LISTEN connection is up (PostgreSQL): other processes' commits
+        # wake this executor at once instead of at its next poll
+        self.listening = asyncio.Event()
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -331,11 +334,13 @@ class Executor:
                 )
                 async with conn:
                     await conn.execute(f"LISTEN {WAKE_CHANNEL}")
-                    self._wake.set()  # anything missed while not listening
+                    self.listening.set()
+                    self.wake()  # anything missed while not listening
                     async for _notify in conn.notifies():
                         self.wake()
                         self._outbox_wake.set()
             except psycopg.OperationalError:
+                self.listening.clear()
                 log.warning("executor %s: LISTEN connection lost; retrying", self.id)
                 await asyncio.sleep(1.0)
 

@@ -417,7 +417,8 @@ async def test_notify_wakes_an_idle_executor_in_another_process(pg_server: str) 
     for url in fresh_pg_database(pg_server):
         # polling alone would take 60 s: only LISTEN/NOTIFY can finish this in time
         async with engine_harness(url, poll_interval=60) as h:
-            await asyncio.sleep(0.3)  # let the executor go idle and listen
+            assert h.world.executor is not None
+            await asyncio.wait_for(h.world.executor.listening.wait(), 30)
             other = await World.open(url)  # a second process, e.g. the web app
             try:
                 plan = await other.trigger(A.Chain, n=1)
@@ -425,7 +426,6 @@ async def test_notify_wakes_an_idle_executor_in_another_process(pg_server: str) 
             finally:
                 await other.close()
             assert done.result is PlanResult.SUCCESS
-            assert h.world.executor is not None
 
 
 async def test_the_executor_cleans_finished_plans_past_retention(db_url: str) -> None:
