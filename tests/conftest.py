@@ -70,6 +70,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database URL (for tests about PostgreSQL alone)."""
+    yield from fresh_pg_database(pg_server)
+
+
+@pytest.fixture
 async def harness(db_url: str) -> AsyncIterator[object]:
     from mcoflow.engine.testing import engine_harness
 

@@ -411,21 +411,18 @@ async def test_cancelling_a_fleet_cancels_children_not_started_and_running(
 
 
 @pytest.mark.postgresql
-async def test_notify_wakes_an_idle_executor_in_another_process(pg_server: str) -> None:
-    from conftest import fresh_pg_database
-
-    for url in fresh_pg_database(pg_server):
-        # polling alone would take 60 s: only LISTEN/NOTIFY can finish this in time
-        async with engine_harness(url, poll_interval=60) as h:
-            assert h.world.executor is not None
-            await asyncio.wait_for(h.world.executor.listening.wait(), 30)
-            other = await World.open(url)  # a second process, e.g. the web app
-            try:
-                plan = await other.trigger(A.Chain, n=1)
-                done = await other.wait(plan.id, timeout=10)
-            finally:
-                await other.close()
-            assert done.result is PlanResult.SUCCESS
+async def test_notify_wakes_an_idle_executor_in_another_process(pg_url: str) -> None:
+    # polling alone would take 60 s: only LISTEN/NOTIFY can finish this in time
+    async with engine_harness(pg_url, poll_interval=60) as h:
+        assert h.world.executor is not None
+        await asyncio.wait_for(h.world.executor.listening.wait(), 30)
+        other = await World.open(pg_url)  # a second process, e.g. the web app
+        try:
+            plan = await other.trigger(A.Chain, n=1)
+            done = await other.wait(plan.id, timeout=10)
+        finally:
+            await other.close()
+        assert done.result is PlanResult.SUCCESS
 
 
 async def test_the_executor_cleans_finished_plans_past_retention(db_url: str) -> None:
