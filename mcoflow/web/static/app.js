@@ -94,7 +94,12 @@
       const value = name.startsWith("reply.") ? reply[name.slice(6)] : step[name];
       setText(el, value === undefined || value === null ? "" : String(value));
     });
-    const sections = { error: !!step.error_message, reply: !!step.reply, output: !!step.output };
+    const sections = {
+      error: !!step.error_message,
+      reply: !!step.reply,
+      "reply-output": !!(step.reply && step.reply.output),
+      output: !!step.output,
+    };
     for (const [name, shown] of Object.entries(sections)) {
       const el = detail.querySelector('[data-section="' + name + '"]');
       if (el) el.hidden = !shown;

@@ -133,6 +133,7 @@ async def test_plan_page_shows_steps_errors_replies_and_history(web: Web) -> Non
     assert "E: Unable to locate package broken-x" in page
     assert "Traceback (most recent call last)" in page
     assert 'data-field="reply.output">install nginx: done</pre>' in page
+    assert page.count('<div data-section="reply-output" >') == 2  # both replies had output
     assert 'data-field="reply.statuscode">1</dd>' in page
     assert '<details class="step-detail state-error" id="step-detail-3" data-step="3" open>' in page
     assert "<td>running</td>" in page
@@ -249,3 +250,20 @@ async def test_live_stream_sends_changes_until_the_plan_stops(web: Web) -> None:
     r = await web.client.get(f"/plans/{plan.id}/events")
     assert r.headers["content-type"].startswith("text/event-stream")
     assert "event: end" in r.text
+
+
+async def test_a_reply_without_output_shows_no_empty_output_box(web: Web) -> None:
+    plan = await web.jobs.trigger(
+        "install",
+        hosts=["web-03"],
+        filter=None,
+        parameter="broken-quiet",
+        concurrency=None,
+        batch_size=None,
+        max_failures=None,
+        by="ops",
+    )
+    await web.world.wait(plan.id)
+    page = (await web.client.get(f"/plans/{plan.id}")).text
+    assert 'data-field="reply.statusmsg">install failed</dd>' in page
+    assert '<div data-section="reply-output" hidden>' in page
