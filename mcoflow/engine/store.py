@@ -696,12 +696,20 @@ class Store:
                 )
                 .scalar_subquery()
             )
-            await conn.execute(
-                update(steps)
-                .where(steps.c.plan_id == bindparam("b_plan"), steps.c.idx == bindparam("b_idx"))
-                .values(ready_at=earliest),
-                [{"b_plan": o.plan_id, "b_idx": o.idx} for o in suspended],
-            )
+            if self.is_postgresql:
+                await conn.execute(
+                    _PG_SUSPEND,
+                    {"b_plan": [o.plan_id for o in suspended], "b_idx": [o.idx for o in suspended]},
+                )
+            else:
+                await conn.execute(
+                    update(steps)
+                    .where(
+                        steps.c.plan_id == bindparam("b_plan"), steps.c.idx == bindparam("b_idx")
+                    )
+                    .values(ready_at=earliest),
+                    [{"b_plan": o.plan_id, "b_idx": o.idx} for o in suspended],
+                )
         finished = [
             _Finished(
                 o.plan_id, o.idx, o.state is StepState.SKIPPED, o.dependents, o.ref_dependents
@@ -927,28 +935,30 @@ class Store:
         if progress is None:
             stopping = [c.plan_id for c in changes if c.new is PlanState.STOPPED]
             progress = await self._progress(conn, stopping)
-        await conn.execute(
-            update(plans)
-            .where(plans.c.id == bindparam("b_id"))
-            .values(
-                state=bindparam("b_state"),
-                result=bindparam("b_result"),
-                ended_at=bindparam("b_ended"),
-                progress=bindparam("b_progress"),
-            ),
-            [
-                {
-                    "b_id": c.plan_id,
-                    "b_state": c.new.value,
-                    "b_result": c.result.value,
-                    "b_ended": now if c.new is PlanState.STOPPED else None,
-                    "b_progress": progress.get(c.plan_id, 1.0)
-                    if c.new is PlanState.STOPPED
-                    else 0.0,
-                }
-                for c in changes
-            ],
-        )
+        rows = [
+            {
+                "b_id": c.plan_id,
+                "b_state": c.new.value,
+                "b_result": c.result.value,
+                "b_ended": now if c.new is PlanState.STOPPED else None,
+                "b_progress": progress.get(c.plan_id, 1.0) if c.new is PlanState.STOPPED else 0.0,
+            }
+            for c in changes
+        ]
+        if self.is_postgresql:
+            await conn.execute(_PG_PLAN_STATES, _columns(rows))
+        else:
+            await conn.execute(
+                update(plans)
+                .where(plans.c.id == bindparam("b_id"))
+                .values(
+                    state=bindparam("b_state"),
+                    result=bindparam("b_result"),
+                    ended_at=bindparam("b_ended"),
+                    progress=bindparam("b_progress"),
+                ),
+                rows,
+            )
         await conn.execute(
             insert(history),
             [
@@ -1688,6 +1698,28 @@ _PG_WAKE = text(
     FROM unnest(CAST(:b_plan AS varchar[]), CAST(:b_idx AS int[]), CAST(:b_due AS float8[]))
         AS v(plan_id, idx, due)
     WHERE s.plan_id = v.plan_id AND s.idx = v.idx AND s.state = 'suspended'
+    """
+)
+
+
+_PG_SUSPEND = text(
+    """
+    UPDATE steps AS s SET ready_at = (
+            SELECT min(e.due_at) FROM events AS e
+            WHERE e.plan_id = v.plan_id AND e.step_idx = v.idx AND e.consumed_at IS NULL)
+    FROM unnest(CAST(:b_plan AS varchar[]), CAST(:b_idx AS int[])) AS v(plan_id, idx)
+    WHERE s.plan_id = v.plan_id AND s.idx = v.idx
+    """
+)
+_PG_PLAN_STATES = text(
+    """
+    UPDATE plans AS p SET state = v.state, result = v.result, ended_at = v.ended,
+        progress = v.progress
+    FROM unnest(CAST(:b_id AS varchar[]), CAST(:b_state AS varchar[]),
+                CAST(:b_result AS varchar[]), CAST(:b_ended AS float8[]),
+                CAST(:b_progress AS float8[]))
+        AS v(id, state, result, ended, progress)
+    WHERE p.id = v.id
     """
 )
 
