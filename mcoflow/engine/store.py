@@ -62,8 +62,6 @@ from mcoflow.engine.states import (
 
 WAKE_CHANNEL = "mcoflow_wake"
 log = logging.getLogger("mcoflow.store")
-# rows per multi-row event INSERT: 7 parameters a row stays far below SQLite's limit
-EVENT_INSERT_CHUNK = 500
 ABNORMAL_TERMINATION = "abnormal termination: its executor {executor} stopped while it ran"
 
 
@@ -1194,17 +1192,17 @@ class Store:
     async def _insert_events(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
         """Insert event rows, in their order, in multi-row statements; a row whose dedupe
         key is already stored is dropped. Returns the dedupe keys that were stored now."""
-        stored: set[str] = set()
-        dialect_insert = _dialect_insert(self.is_postgresql)
-        for start in range(0, len(rows), EVENT_INSERT_CHUNK):
-            result = await conn.execute(
-                dialect_insert(events)
-                .values(rows[start : start + EVENT_INSERT_CHUNK])
-                .on_conflict_do_nothing()
-                .returning(events.c.dedupe_key)
-            )
-            stored.update(key for key in result.scalars() if key is not None)
-        return stored
+        if not rows:
+            return set()
+        # executemany: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues"), in
+        # order, and the statement compiles once whatever the batch size
+        result = await conn.execute(
+            _dialect_insert(self.is_postgresql)(events)
+            .on_conflict_do_nothing()
+            .returning(events.c.dedupe_key),
+            rows,
+        )
+        return {key for key in result.scalars() if key is not None}
 
     # ---- operator actions -----------------------------------------------------------
 
