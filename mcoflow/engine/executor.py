@@ -238,19 +238,24 @@ class Executor:
     async def _plan_loop(self) -> None:
         while not self._stopping.is_set():
             self._plan_wake.clear()
-            claimed = await self.store.claim_plans(self.id, 50, time.time())
-            for plan_id, state, needs_finalize in claimed:
-                if state is PlanState.SCHEDULED:
-                    await self._start_delayed(plan_id)
-                elif needs_finalize:
-                    await self._finalize(plan_id)
-                self._wake.set()
-            if claimed:
-                continue
-            timeout = self.poll_interval
+            # a read first: claiming is a write transaction, wasted when nothing is due
             nxt = await self.store.next_plan_wake()
+            now = time.time()
+            if nxt is not None and nxt <= now:
+                claimed = await self.store.claim_plans(self.id, 50, now)
+                for plan_id, state, needs_finalize in claimed:
+                    if state is PlanState.SCHEDULED:
+                        await self._start_delayed(plan_id)
+                    elif needs_finalize:
+                        await self._finalize(plan_id)
+                    self._wake.set()
+                if claimed:
+                    continue
+                nxt = await self.store.next_plan_wake()  # due elsewhere: claimed by another
+            timeout = self.poll_interval
             if nxt is not None:
-                timeout = max(0.0, min(timeout, nxt - time.time()))
+                # not below 5 ms: a due plan another executor holds must not spin this loop
+                timeout = max(0.005, min(timeout, nxt - time.time()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._plan_wake.wait(), timeout)
 
