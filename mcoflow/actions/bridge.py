@@ -11,6 +11,7 @@ from typing import Any
 
 from mcoflow.actions.remote import REPLY_KEY, RPC_DESTINATION, parse_request_id
 from mcoflow.engine import EventKind, Store
+from mcoflow.engine.executor import TRICKLE
 from mcoflow.rpc.client import RpcClient
 from mcoflow.rpc.filters import Filter
 from mcoflow.rpc.messages import Reply
@@ -100,7 +101,8 @@ class ReplyRouter:
         while True:
             await self._kick.wait()
             self._kick.clear()
-            await asyncio.sleep(self.linger)
+            if len(self._pending) < TRICKLE:
+                await asyncio.sleep(self.linger)
             while self._pending:
                 batch, self._pending = (
                     self._pending[: self.max_batch],

@@ -22,6 +22,8 @@ from mcoflow.engine.runner import RunContext, run_step, unstorable
 from mcoflow.engine.states import PlanState
 from mcoflow.engine.store import Store, is_transient_error
 
+# fewer items than this ready at once: a trickle worth waiting a few ms to batch
+TRICKLE = 32
 log = logging.getLogger("mcoflow.executor")
 
 
@@ -62,8 +64,10 @@ class Executor:
         self.retention = retention
         self.clean_interval = clean_interval
         # Work that trickles in (replies arriving one by one) would otherwise cost a
-        # transaction per item; waiting a few ms when woken lets it share one.
+        # transaction per item; waiting a few ms when woken lets it share one. Only for a
+        # trickle: when big batches flow, waiting would only slow them.
         self.linger = linger
+        self._last_claimed = 0
         self.in_flight = 0
         self.steps_run = 0
         self._wake = asyncio.Event()
@@ -154,6 +158,7 @@ class Executor:
                 continue
             self._wake.clear()
             claimed = await self.store.claim_steps(self.id, min(self.batch_size, room), time.time())
+            self._last_claimed = len(claimed)
             if claimed:
                 self.in_flight += len(claimed)
                 for step in claimed:
@@ -172,10 +177,11 @@ class Executor:
                 timeout = max(0.0, min(timeout, nxt - time.time()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
-            await self._linger()
+            await self._linger(self._last_claimed)
 
-    async def _linger(self) -> None:
-        if self.linger > 0:
+    async def _linger(self, flowing: int) -> None:
+        """Wait ``linger`` s when the last batch (``flowing`` items) was a trickle."""
+        if self.linger > 0 and flowing < TRICKLE:
             await asyncio.sleep(self.linger)
 
     async def _run(self, claimed: ClaimedStep) -> None:
@@ -185,8 +191,7 @@ class Executor:
     async def _write_loop(self) -> None:
         while True:
             batch = [await self._results.get()]
-            if self._results.qsize() < self.batch_size:
-                await self._linger()
+            await self._linger(self._results.qsize() + 1)
             while not self._results.empty() and len(batch) < self.batch_size * 2:
                 batch.append(self._results.get_nowait())
             marks = self.store.plan_work_marks
@@ -380,4 +385,4 @@ class Executor:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox_wake.wait(), self.outbox_retry_after)
-                await self._linger()
+                await self._linger(len(messages))
