@@ -51,6 +51,7 @@ from mcoflow.actions import Install, Jobs
 from mcoflow.engine import PlanFilter, PlanResult, PlanState, World
 from mcoflow.engine.store import normalize_url
 from mcoflow.server import ensure_caller_key, ensure_host_key
+from mcoflow.testing import LoggedProcess
 
 AMQP_URL = os.environ.get("MCOFLOW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG_URL = os.environ.get("MCOFLOW_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -109,42 +110,6 @@ def log(message: str) -> None:
 
 
 # ---- processes ------------------------------------------------------------------------------
-
-
-class Process:
-    def __init__(self, argv: Sequence[str], *, log_file: Path, env: dict[str, str], cwd: Path):
-        self.log_file = log_file
-        with log_file.open("ab") as sink:
-            self.proc = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=cwd,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def tail(self, chars: int = 3000) -> str:
-        return self.log_file.read_text(errors="replace")[-chars:]
-
-    def peak_rss_mib(self) -> float:
-        return _status_kib(Path(f"/proc/{self.pid}/status"), "VmHWM") / 1024
-
-    def stop(self, timeout: float = 60.0) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
 
 
 def _status_kib(path: Path, key: str) -> int:
@@ -238,8 +203,8 @@ class Fleet:
             "MCOFLOW_COLLECTIVE": self.collective,
             "MCOFLOW_REPLY_TO": self.reply_to,
         }
-        self.agents: list[Process] = []
-        self.executors: list[Process] = []
+        self.agents: list[LoggedProcess] = []
+        self.executors: list[LoggedProcess] = []
 
     def fanout(self, number: int) -> str:
         return f"{self.collective}-agent{number}"
@@ -263,9 +228,9 @@ class Fleet:
             path = self.workdir / f"agent-{number}.yaml"
             path.write_text(yaml.safe_dump(config))
             self.agents.append(
-                Process(
+                LoggedProcess(
                     [str(MCOFLOW), "agent", "--config", str(path), "--log-level", "warning"],
-                    log_file=self.workdir / f"agent-{number}.log",
+                    log=self.workdir / f"agent-{number}.log",
                     env=self.env,
                     cwd=self.workdir,
                 )
@@ -278,7 +243,7 @@ class Fleet:
             for i in sorted(pending):
                 agent = self.agents[i]
                 if not agent.alive():
-                    raise RuntimeError(f"agent {i + 1} exited:\n{agent.tail()}")
+                    raise RuntimeError(f"agent {i + 1} exited:\n{agent.output()}")
                 if await _consumers_ready(self.collective, [self.fanout(i + 1)]):
                     pending.discard(i)
             if time.monotonic() > deadline:
@@ -286,10 +251,10 @@ class Fleet:
             await asyncio.sleep(0.5)
         return time.monotonic() - started
 
-    async def executor(self, db_url: str, name: str) -> Process:
-        process = Process(
+    async def executor(self, db_url: str, name: str) -> LoggedProcess:
+        process = LoggedProcess(
             [str(MCOFLOW), "executor", "--log-level", "warning"],
-            log_file=self.workdir / f"executor-{name}.log",
+            log=self.workdir / f"executor-{name}.log",
             env={**self.env, "MCOFLOW_DATABASE_URL": db_url},
             cwd=self.workdir,
         )
@@ -298,13 +263,13 @@ class Fleet:
         deadline = time.monotonic() + 120
         while True:
             if not process.alive():
-                raise RuntimeError(f"executor exited:\n{process.tail()}")
+                raise RuntimeError(f"executor exited:\n{process.output()}")
             with contextlib.suppress(Exception):
                 async with await World.open(db_url, upgrade=False) as world:
                     if any(e.pid == process.pid for e in await world.executors()):
                         return process
             if time.monotonic() > deadline:
-                raise TimeoutError(f"executor did not register:\n{process.tail()}")
+                raise TimeoutError(f"executor did not register:\n{process.output()}")
             await asyncio.sleep(0.2)
 
     async def close(self) -> None:

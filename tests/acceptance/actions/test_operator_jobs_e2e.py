@@ -22,7 +22,6 @@ import concurrent.futures
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from mcoflow.actions import FleetJob, Jobs, host_results
 from mcoflow.agent.providers.simulated import read_stats
 from mcoflow.engine import PlanResult, PlanState, StepState, World
 from mcoflow.engine.testing import assert_eventually
+from mcoflow.testing import LoggedProcess
 from tests.conftest import fresh_pg_database
 from tests.rpc_fixtures import require_amqp
 
@@ -55,47 +55,6 @@ CRASH_FLEET_SIZE = 1000
 # ---- processes --------------------------------------------------------------------------
 
 
-class Process:
-    """A subprocess writing to its own log file; stopped with SIGTERM, then SIGKILL."""
-
-    def __init__(self, argv: Sequence[str], *, log: Path, env: dict[str, str], cwd: Path) -> None:
-        self.log = log
-        with log.open("ab") as sink:
-            self.proc = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=cwd,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def output(self, tail: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-tail:] if self.log.exists() else ""
-
-    def kill(self) -> None:
-        """SIGKILL and reap."""
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        return self.proc.returncode
-
-
 class SimAgent:
     """`mcoflow agent` serving ``count`` simulated hosts named by ``pattern``."""
 
@@ -107,7 +66,7 @@ class SimAgent:
         self.simulation = simulation
         self.stats_file = stack.workdir / f"{name}-stats.json"
         self.starts = 0
-        self.process: Process | None = None
+        self.process: LoggedProcess | None = None
 
     @property
     def identities(self) -> list[str]:
@@ -142,7 +101,7 @@ class SimAgent:
         path = self.stack.workdir / f"{self.name}.yaml"
         path.write_text(yaml.safe_dump(config))
         self.starts += 1
-        self.process = Process(
+        self.process = LoggedProcess(
             [str(MCOFLOW), "agent", "--config", str(path)],
             log=self.stack.workdir / f"agent-{self.name}-{self.starts}.log",
             env=self.stack.env,
@@ -217,14 +176,14 @@ class Stack:
         )
         self.crash = SimAgent(self, "crash", CRASH_FLEET_SIZE, "sim-{n:05d}", delay=0.05)
         self.agents = [self.small, self.fleet, self.crash]
-        self.executors: list[Process] = []
+        self.executors: list[LoggedProcess] = []
         self.timed_out: str | None = None  # a plan paused by a timeout, to resume
 
     # -- executors
 
-    def start_executor(self) -> Process:
+    def start_executor(self) -> LoggedProcess:
         number = len(self.executors) + 1
-        process = Process(
+        process = LoggedProcess(
             [str(MCOFLOW), "executor"],
             log=self.workdir / f"executor-{number}.log",
             env=self.env,
@@ -234,7 +193,7 @@ class Stack:
         return process
 
     @property
-    def executor(self) -> Process:
+    def executor(self) -> LoggedProcess:
         return self.executors[-1]
 
     def logs(self) -> str:

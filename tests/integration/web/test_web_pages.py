@@ -9,13 +9,27 @@ import pytest
 import web_fakes
 from web_client import Web
 
-from mcoflow.engine import PlanState
+from mcoflow.engine import Plan, PlanState
 from mcoflow.web.sse import plan_events
 
 
 async def _post(web: Web, path: str, data: dict[str, str], page: str = "/") -> object:
     token = await web.csrf(page)
     return await web.client.post(path, data={"csrf_token": token, **data})
+
+
+async def _job(web: Web, kind: str, hosts: list[str], parameter: str, *, by: str) -> Plan:
+    """A job on named hosts through the jobs port, with no fleet options."""
+    return await web.jobs.trigger(
+        kind,
+        hosts=hosts,
+        filter=None,
+        parameter=parameter,
+        concurrency=None,
+        batch_size=None,
+        max_failures=None,
+        by=by,
+    )
 
 
 @pytest.mark.parametrize("kind", ["install", "uninstall", "restart", "install-and-restart"])
@@ -85,16 +99,7 @@ async def test_trigger_form_error_next_to_its_field_keeps_the_input(
 async def test_plan_list_filters_sorts_and_pages(web: Web) -> None:
     ids = []
     for i in range(27):
-        plan = await web.jobs.trigger(
-            "install",
-            hosts=[web_fakes.HOSTS[i % 12]],
-            filter=None,
-            parameter=f"pkg{i:02d}",
-            concurrency=None,
-            batch_size=None,
-            max_failures=None,
-            by="t",
-        )
+        plan = await _job(web, "install", [web_fakes.HOSTS[i % 12]], f"pkg{i:02d}", by="t")
         ids.append(plan.id)
     for plan_id in ids:
         await web.world.wait(plan_id)
@@ -115,16 +120,7 @@ async def test_plan_list_filters_sorts_and_pages(web: Web) -> None:
 
 
 async def test_plan_page_shows_steps_errors_replies_and_history(web: Web) -> None:
-    plan = await web.jobs.trigger(
-        "install-and-restart",
-        hosts=["web-03"],
-        filter=None,
-        parameter="nginx,broken-x;nginx",
-        concurrency=None,
-        batch_size=None,
-        max_failures=None,
-        by="ops",
-    )
+    plan = await _job(web, "install-and-restart", ["web-03"], "nginx,broken-x;nginx", by="ops")
     await web.world.wait(plan.id)
     page = (await web.client.get(f"/plans/{plan.id}")).text
     assert 'class="flow-box flow-seq"' in page
@@ -144,16 +140,7 @@ async def test_plan_page_shows_steps_errors_replies_and_history(web: Web) -> Non
 
 
 async def test_operator_buttons_confirm_then_act(web: Web) -> None:
-    plan = await web.jobs.trigger(
-        "install",
-        hosts=["web-04"],
-        filter=None,
-        parameter="fail-once-page,broken-page",
-        concurrency=None,
-        batch_size=None,
-        max_failures=None,
-        by="t",
-    )
+    plan = await _job(web, "install", ["web-04"], "fail-once-page,broken-page", by="t")
     await web.world.wait(plan.id)
     page = f"/plans/{plan.id}"
     ask = await _post(web, f"{page}/resume", {}, page)
@@ -184,16 +171,7 @@ async def test_operator_buttons_confirm_then_act(web: Web) -> None:
 
 
 async def test_fleet_host_table_filter_and_rerun(web: Web) -> None:
-    plan = await web.jobs.trigger(
-        "install",
-        hosts=["web-08", "web-09", "web-10"],
-        filter=None,
-        parameter="fail-once-fleet",
-        concurrency=None,
-        batch_size=None,
-        max_failures=None,
-        by="t",
-    )
+    plan = await _job(web, "install", ["web-08", "web-09", "web-10"], "fail-once-fleet", by="t")
     web_fakes.FAILED_ONCE.add(("web-09", "fail-once-fleet"))  # web-09 succeeds at once
     await web.world.wait(plan.id)
     page = await web.client.get(f"/plans/{plan.id}?hosts=paused")
@@ -224,16 +202,7 @@ async def test_unknown_plan_page_is_404(web: Web) -> None:
 
 async def test_live_stream_sends_changes_until_the_plan_stops(web: Web) -> None:
     web_fakes.DELAY["seconds"] = 0.3
-    plan = await web.jobs.trigger(
-        "install",
-        hosts=["web-11"],
-        filter=None,
-        parameter="nginx",
-        concurrency=None,
-        batch_size=None,
-        max_failures=None,
-        by="t",
-    )
+    plan = await _job(web, "install", ["web-11"], "nginx", by="t")
     messages = [m async for m in plan_events(web.world, plan.id, interval=0.02)]
     snapshots = [
         json.loads(m.split("data: ", 1)[1]) for m in messages if m.startswith("event: plan")
@@ -253,16 +222,7 @@ async def test_live_stream_sends_changes_until_the_plan_stops(web: Web) -> None:
 
 
 async def test_a_reply_without_output_shows_no_empty_output_box(web: Web) -> None:
-    plan = await web.jobs.trigger(
-        "install",
-        hosts=["web-03"],
-        filter=None,
-        parameter="broken-quiet",
-        concurrency=None,
-        batch_size=None,
-        max_failures=None,
-        by="ops",
-    )
+    plan = await _job(web, "install", ["web-03"], "broken-quiet", by="ops")
     await web.world.wait(plan.id)
     page = (await web.client.get(f"/plans/{plan.id}")).text
     assert 'data-field="reply.statusmsg">install failed</dd>' in page
