@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from mcoflow.engine import Action, Event, PlanFilter, PlanState, StepState, World
 from mcoflow.engine.planner import Planner
 from mcoflow.engine.store import normalize_url
+from mcoflow.runtime import tune_gc
 
 DEFAULT_PG = os.environ.get("MCOFLOW_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -291,4 +292,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    tune_gc()  # the executor runs in this process: as `mcoflow executor` sets it
     asyncio.run(main())

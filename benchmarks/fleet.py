@@ -20,6 +20,12 @@ The broker is ``MCOFLOW_TEST_AMQP_URL`` and the database a fresh one on
 the executor and the simulated hosts share this process (the embedded default); the
 RSS figure is then this whole process.
 
+Beside the figures: the CPU each part used while a figure ran (executor, agents, broker,
+database, this benchmark), per plan or per host, read from /proc; and, before them, the
+broker's own floor: one persistent message to each of ``--plans`` durable queues with
+plain aio-pika and no mcoflow (its CPU per message; a remote step needs one such
+message and a reply).
+
 ``--profile DIR`` records the executor of every timed figure with py-spy (collapsed
 stacks, ``DIR/<figure>.txt``) when py-spy is installed.
 """
@@ -50,6 +56,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from mcoflow.actions import Install, Jobs
 from mcoflow.engine import PlanFilter, PlanResult, PlanState, World
 from mcoflow.engine.store import normalize_url
+from mcoflow.runtime import tune_gc
 from mcoflow.server import ensure_caller_key, ensure_host_key
 from mcoflow.testing import LoggedProcess
 
@@ -142,6 +149,56 @@ def profiled(pid: int, directory: Path | None, name: str) -> Any:
         except subprocess.TimeoutExpired:
             recorder.kill()
         log(f"profile of {name}: {out}")
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _pids_named(*names: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() in names:
+                    pids.append(int(entry.name))
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds each part of the run used while the block ran: where a figure's time
+    went on this machine, where every part shares the same cores."""
+
+    def __init__(self, executor: int, agents: Sequence[int]) -> None:
+        self.groups: dict[str, list[int]] = {
+            "executor": [executor],
+            "agents": list(agents),
+            "broker": _pids_named("beam.smp"),
+            # each connection is a process of its own; new ones appear while it runs
+            "database": _pids_named("postgres"),
+            "benchmark": [os.getpid()],
+        }
+        self.before = {pid: _cpu_seconds(pid) for pids in self.groups.values() for pid in pids}
+
+    def used(self) -> dict[str, float]:
+        self.groups["database"] = sorted({*self.groups["database"], *_pids_named("postgres")})
+        return {
+            group: sum(_cpu_seconds(pid) - self.before.get(pid, 0.0) for pid in pids)
+            for group, pids in self.groups.items()
+        }
+
+
+def report_cpu(report: Report, figure: str, used: dict[str, float], per: int, what: str) -> None:
+    for group, seconds in used.items():
+        report.add(figure, f"CPU ms per {what}: {group}", seconds * 1000 / per, "ms", per)
 
 
 class Databases:
@@ -317,6 +374,58 @@ async def _drop_queues(names: Sequence[str]) -> None:
 # ---- the figures ------------------------------------------------------------------------------
 
 
+async def raw_broker_floor(report: Report, queues: int) -> None:
+    """What the broker alone spends, with no mcoflow at all, on the messages a fleet
+    sends: one persistent, confirmed message to each of ``queues`` durable queues (as a
+    request to each of that many hosts), consumed and acknowledged. Every remote step
+    costs one such message and one reply; the broker shares this machine's cores."""
+    import aio_pika
+
+    name = f"raw broker: 1 message to each of {queues} queues"
+    run = uuid.uuid4().hex[:8]
+    names = [f"mcoflow-bench.raw.{run}.{n}" for n in range(queues)]
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        publisher = await connection.channel(publisher_confirms=True)
+        consumer = await connection.channel()
+        await consumer.set_qos(prefetch_count=256)
+        received = 0
+        done = asyncio.Event()
+
+        async def on_message(message: Any) -> None:
+            nonlocal received
+            await message.ack()
+            received += 1
+            if received == queues:
+                done.set()
+
+        for queue_name in names:
+            queue = await consumer.declare_queue(queue_name, durable=True)
+            await queue.consume(on_message)
+        await asyncio.sleep(1.0)  # let the new queues settle, as a fleet's idle ones are
+        cpu = CpuMeter(os.getpid(), [])
+        started = time.perf_counter()
+        body = b"x" * 800  # about a signed request's size
+        room = asyncio.Semaphore(500)
+
+        async def send(queue_name: str) -> None:
+            async with room:
+                await publisher.default_exchange.publish(
+                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    queue_name,
+                )
+
+        await asyncio.gather(*(send(queue_name) for queue_name in names))
+        await asyncio.wait_for(done.wait(), 300)
+        elapsed = time.perf_counter() - started
+        broker = cpu.used()["broker"]
+    finally:
+        await connection.close()
+        await _drop_queues(names)
+    report.add(name, "messages/s", queues / elapsed, "1/s", queues)
+    report.add(name, "broker CPU ms per message", broker * 1000 / queues, "ms", queues)
+
+
 async def wait_stopped(world: World, total: int, timeout: float) -> None:
     """Until ``total`` plans stopped (or paused: a failure, reported by the caller)."""
     deadline = time.monotonic() + timeout
@@ -384,16 +493,19 @@ async def run_amqp(args: argparse.Namespace, report: Report) -> None:
                 "s",
                 biggest,
             )
+            await raw_broker_floor(report, args.plans)
             if "a" in args.only:
                 name = f"(a) {args.plans} plans x 1 remote step"
                 url = await databases.fresh("a")
                 executor = await fleet.executor(url, "a")
                 world = await World.open(url, upgrade=False)
                 try:
+                    cpu = CpuMeter(executor.pid, [agent.pid for agent in fleet.agents])
                     with profiled(executor.pid, args.profile, "a"):
                         await remote_steps(
                             report, world, args.plans, fleet.identities[: args.plans], name
                         )
+                    report_cpu(report, name, cpu.used(), args.plans, "plan")
                     report.add(
                         name, "executor peak RSS", executor.peak_rss_mib(), "MiB", args.plans
                     )
@@ -407,8 +519,10 @@ async def run_amqp(args: argparse.Namespace, report: Report) -> None:
                     executor = await fleet.executor(url, f"b{n}")
                     world = await World.open(url, upgrade=False)
                     try:
+                        cpu = CpuMeter(executor.pid, [agent.pid for agent in fleet.agents])
                         with profiled(executor.pid, args.profile, f"b{n}"):
                             await fleet_job(report, world, fleet.identities[:n], name)
+                        report_cpu(report, name, cpu.used(), n, "host")
                         report.add(name, "executor peak RSS", executor.peak_rss_mib(), "MiB", n)
                     finally:
                         await world.close()
@@ -445,6 +559,7 @@ async def run_memory(args: argparse.Namespace, report: Report) -> None:
         tmp = Path(tmp_name)
         databases = Databases(args.store, tmp)
         try:
+            await raw_broker_floor(report, args.plans)
             if "a" in args.only:
                 name = f"(a) {args.plans} plans x 1 remote step"
                 async with embedded(await databases.fresh("a"), tmp, args.plans) as o:
@@ -483,6 +598,8 @@ def main() -> None:
     args.only = set(args.only or "ab")
     report = Report(args.store, args.transport, args.json)
     runner = run_amqp if args.transport == "amqp" else run_memory
+    if runner is run_memory:
+        tune_gc()  # this process is then the executor and the hosts, as `mcoflow serve` is
     try:
         asyncio.run(runner(args, report))
     finally:

@@ -43,6 +43,7 @@ from mcoflow.rpc import (
     generate_keypair,
     transport_from_url,
 )
+from mcoflow.runtime import tune_gc
 
 DEFAULT_URLS = {
     "memory": "memory://bench",
@@ -458,6 +459,9 @@ def main() -> None:
     parser.add_argument("--collective", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    # the garbage collector as `mcoflow agent` and `mcoflow executor` set it (the raw
+    # figures too: the same ground for both)
+    tune_gc()
     if args.serve:
         asyncio.run(
             serve_agent(

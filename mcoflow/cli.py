@@ -19,6 +19,7 @@ from rich.table import Table
 
 from mcoflow.cli_web import web_app
 from mcoflow.config import Settings, SettingsError, load_settings
+from mcoflow.runtime import tune_gc
 
 app = typer.Typer(
     help="Durable workflows that run commands on a fleet of hosts.",
@@ -103,6 +104,7 @@ def executor(
         orchestrator = await build_orchestrator(settings)
         await _run_until_signal(orchestrator.start, orchestrator.stop)
 
+    tune_gc()
     asyncio.run(main())
 
 
@@ -193,6 +195,7 @@ def serve(
             return 1
         return 0
 
+    tune_gc()
     raise typer.Exit(asyncio.run(main()))
 
 

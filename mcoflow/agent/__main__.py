@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mcoflow.agent.config import AgentConfig, ConfigError, config_path_from_env
 from mcoflow.agent.daemon import run_agent
+from mcoflow.runtime import tune_gc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         config = AgentConfig.load(args.config or config_path_from_env())
+        tune_gc()
         asyncio.run(run_agent(config))
     except ConfigError as exc:
         print(f"mcoflow agent: {exc}", file=sys.stderr)

@@ -21,9 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     and_,
+    any_,
     bindparam,
     case,
+    cast,
     delete,
     event,
     func,
@@ -37,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.elements import ColumnElement
 
 from mcoflow.engine.action import Event, EventKind, registered_action
 from mcoflow.engine.flow import referenced_steps
@@ -123,6 +127,14 @@ class Store:
     @property
     def is_postgresql(self) -> bool:
         return self.dialect == "postgresql"
+
+    def _among(self, column: ColumnElement[Any], values: Iterable[Any]) -> Any:
+        return _among(column, values, self.is_postgresql)
+
+    def _pairs_among(
+        self, first: ColumnElement[Any], second: ColumnElement[Any], pairs: Iterable[Any]
+    ) -> Any:
+        return _pairs_among(first, second, pairs, self.is_postgresql)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -324,7 +336,7 @@ class Store:
                 func.sum(steps.c.progress * steps.c.weight),
                 func.sum(steps.c.weight),
             )
-            .where(steps.c.plan_id.in_(plan_ids), steps.c.has_run)
+            .where(self._among(steps.c.plan_id, plan_ids), steps.c.has_run)
             .group_by(steps.c.plan_id)
         )
         return {pid: (done or 0.0) / weight if weight else 1.0 for pid, done, weight in rows}
@@ -455,7 +467,7 @@ class Store:
                     events.c.payload,
                 )
                 .where(
-                    tuple_(events.c.plan_id, events.c.step_idx).in_(woken),
+                    self._pairs_among(events.c.plan_id, events.c.step_idx, woken),
                     events.c.consumed_at.is_(None),
                     events.c.due_at <= now,
                 )
@@ -470,7 +482,7 @@ class Store:
         if wanted:
             for pid, idx, out in await conn.execute(
                 select(steps.c.plan_id, steps.c.idx, steps.c.output).where(
-                    tuple_(steps.c.plan_id, steps.c.idx).in_(sorted(wanted))
+                    self._pairs_among(steps.c.plan_id, steps.c.idx, sorted(wanted))
                 )
             ):
                 ref_outputs[pid][idx] = _loads(out)
@@ -600,7 +612,7 @@ class Store:
             (pid, idx)
             for pid, idx in await conn.execute(
                 select(steps.c.plan_id, steps.c.idx).where(
-                    steps.c.plan_id.in_(plan_ids), steps.c.claimed_by == by
+                    self._among(steps.c.plan_id, plan_ids), steps.c.claimed_by == by
                 )
             )
         }
@@ -666,7 +678,7 @@ class Store:
         consumed = [e for o in outcomes for e in o.consumed_events]
         if consumed:
             await conn.execute(
-                update(events).where(events.c.id.in_(consumed)).values(consumed_at=now)
+                update(events).where(self._among(events.c.id, consumed)).values(consumed_at=now)
             )
         new_events = [
             {
@@ -744,7 +756,7 @@ class Store:
             return {}
         rows = await conn.execute(
             select(plans.c.id, plans.c.cancel_requested)
-            .where(plans.c.id.in_(plan_ids))
+            .where(self._among(plans.c.id, plan_ids))
             .order_by(plans.c.id)
             .with_for_update()
         )
@@ -792,7 +804,7 @@ class Store:
                 await conn.execute(
                     update(steps)
                     .where(
-                        tuple_(steps.c.plan_id, steps.c.idx).in_(cascade),
+                        self._pairs_among(steps.c.plan_id, steps.c.idx, cascade),
                         steps.c.state == StepState.PENDING.value,
                     )
                     .values(
@@ -838,7 +850,7 @@ class Store:
                 func.sum(case((steps.c.has_run, steps.c.progress * steps.c.weight), else_=0.0)),
                 func.sum(case((steps.c.has_run, steps.c.weight), else_=0.0)),
             )
-            .where(steps.c.plan_id.in_(ids))
+            .where(self._among(steps.c.plan_id, ids))
             .where(or_(steps.c.has_run, steps.c.has_finalize))
             .group_by(steps.c.plan_id, steps.c.state, steps.c.rescue)
         )
@@ -859,7 +871,7 @@ class Store:
                     plans.c.parent_plan_id,
                     plans.c.parent_step_id,
                     plans.c.needs_finalize,
-                ).where(plans.c.id.in_(ids))
+                ).where(self._among(plans.c.id, ids))
             )
         }
         changes: list[_PlanChange] = []
@@ -1590,7 +1602,7 @@ class Store:
             async with self._write() as conn:
                 await conn.execute(
                     update(outbox)
-                    .where(outbox.c.id.in_(ids))
+                    .where(self._among(outbox.c.id, ids))
                     .values(published_at=time.time(), attempts=outbox.c.attempts + 1)
                 )
 
@@ -1720,6 +1732,35 @@ _PG_PLAN_STATES = text(
     WHERE p.id = v.id
     """
 )
+
+
+def _among(column: ColumnElement[Any], values: Iterable[Any], postgresql: bool) -> Any:
+    """``column IN values``. On PostgreSQL one array parameter (``= ANY(…)``) instead of
+    a placeholder per value: the statement's text is then the same whatever the batch
+    size, so it is compiled and parsed once, not once per size."""
+    values = list(values)
+    if postgresql:
+        array = ARRAY(column.type)
+        return column == any_(cast(bindparam(None, values, type_=array), array))
+    return column.in_(values)
+
+
+def _pairs_among(
+    first: ColumnElement[Any],
+    second: ColumnElement[Any],
+    pairs: Iterable[tuple[Any, Any]],
+    postgresql: bool,
+) -> Any:
+    """``(first, second) IN pairs``; on PostgreSQL two array parameters, unnested."""
+    pairs = list(pairs)
+    if postgresql:
+        arrays = [ARRAY(first.type), ARRAY(second.type)]
+        columns = [
+            func.unnest(cast(bindparam(None, [pair[n] for pair in pairs], type_=a), a))
+            for n, a in enumerate(arrays)
+        ]
+        return tuple_(first, second).in_(select(*columns))
+    return tuple_(first, second).in_(pairs)
 
 
 def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
