@@ -6,7 +6,8 @@
 
 (a) ``--plans`` plans (default 1,000) of one remote step each (Install on one of the
     simulated hosts, a package of its own per plan): all triggered in bulk, then timed
-    until every plan stopped -> plans/s.
+    until every plan stopped -> plans/s. Twice: spread over as many hosts as plans,
+    then all to one host (``--transport amqp`` only).
 (b) InstallAndRestart ``nginx;nginx`` as one fleet job on each of ``--hosts``
     simulated hosts (no concurrency limit): seconds from trigger to the job stopped,
     and the executor's peak RSS (VmHWM of its process; a fresh executor per figure).
@@ -495,23 +496,29 @@ async def run_amqp(args: argparse.Namespace, report: Report) -> None:
             )
             await raw_broker_floor(report, args.plans)
             if "a" in args.only:
-                name = f"(a) {args.plans} plans x 1 remote step"
-                url = await databases.fresh("a")
-                executor = await fleet.executor(url, "a")
-                world = await World.open(url, upgrade=False)
-                try:
-                    cpu = CpuMeter(executor.pid, [agent.pid for agent in fleet.agents])
-                    with profiled(executor.pid, args.profile, "a"):
-                        await remote_steps(
-                            report, world, args.plans, fleet.identities[: args.plans], name
+                # to as many hosts as plans (a request per host queue, as a fleet sends),
+                # then all to one host (one busy queue: the broker's cheapest case)
+                spreads = {
+                    ("a", f"(a) {args.plans} plans x 1 remote step"): args.plans,
+                    ("a1", f"(a) {args.plans} plans x 1 remote step, one host"): 1,
+                }
+                for (key, name), spread in spreads.items():
+                    url = await databases.fresh(key)
+                    executor = await fleet.executor(url, key)
+                    world = await World.open(url, upgrade=False)
+                    try:
+                        cpu = CpuMeter(executor.pid, [agent.pid for agent in fleet.agents])
+                        with profiled(executor.pid, args.profile, key):
+                            await remote_steps(
+                                report, world, args.plans, fleet.identities[:spread], name
+                            )
+                        report_cpu(report, name, cpu.used(), args.plans, "plan")
+                        report.add(
+                            name, "executor peak RSS", executor.peak_rss_mib(), "MiB", args.plans
                         )
-                    report_cpu(report, name, cpu.used(), args.plans, "plan")
-                    report.add(
-                        name, "executor peak RSS", executor.peak_rss_mib(), "MiB", args.plans
-                    )
-                finally:
-                    await world.close()
-                    executor.stop()
+                    finally:
+                        await world.close()
+                        executor.stop()
             if "b" in args.only:
                 for n in args.hosts:
                     name = f"(b) InstallAndRestart on {n} hosts"
