@@ -382,7 +382,7 @@ async def raw_broker_floor(report: Report, queues: int) -> None:
     costs one such message and one reply; the broker shares this machine's cores."""
     import aio_pika
 
-    name = f"raw broker: 1 message to each of {queues} queues"
+    name = f"raw: 1 message to each of {queues} queues"
     run = uuid.uuid4().hex[:8]
     names = [f"mcoflow-bench.raw.{run}.{n}" for n in range(queues)]
     connection = await aio_pika.connect(AMQP_URL)
