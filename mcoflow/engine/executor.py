@@ -47,6 +47,7 @@ class Executor:
         publisher: OutboxPublisher | None = None,
         outbox_retry_after: float = 5.0,
         outbox_batch_size: int = 500,
+        outbox_lease: float = 60.0,
         retention: float | None = None,
         clean_interval: float = 3600.0,
         linger: float = 0.004,
@@ -61,6 +62,9 @@ class Executor:
         self.publisher = publisher
         self.outbox_retry_after = outbox_retry_after
         self.outbox_batch_size = outbox_batch_size
+        # a claimed batch is this executor's for so long (longer than a publish may take);
+        # if it dies meanwhile, another executor publishes the batch after that
+        self.outbox_lease = outbox_lease
         self.retention = retention
         self.clean_interval = clean_interval
         # Work that trickles in (replies arriving one by one) would otherwise cost a
@@ -361,8 +365,11 @@ class Executor:
         publisher = self.publisher
         while True:
             self._outbox_wake.clear()
-            # fresh messages are sent at once; old unconfirmed ones are retried after a while
-            messages = await self.store.unpublished(self.outbox_batch_size, time.time())
+            # fresh messages are sent at once, failed ones again after a backoff; claimed,
+            # so that several executors on one database do not publish a message twice
+            messages = await self.store.claim_unpublished(
+                self.outbox_batch_size, time.time(), self.outbox_lease
+            )
 
             async def send(message_id: int, destination: str, body: dict[str, Any]) -> int:
                 await publisher.publish(destination, body)

@@ -1581,21 +1581,35 @@ class Store:
 
     # ---- outbox -----------------------------------------------------------------------
 
-    async def unpublished(
-        self, limit: int, created_before: float
+    async def claim_unpublished(
+        self, limit: int, now: float, lease: float
     ) -> list[tuple[int, str, dict[str, Any]]]:
-        async with self._read() as conn:
-            rows = await conn.execute(
-                select(outbox.c.id, outbox.c.destination, outbox.c.message)
+        """Take up to ``limit`` messages due for publishing, oldest first, and hold them for
+        ``lease`` seconds (``retry_at``): executors sharing the database then publish each
+        message once, and one that dies holding some lets them go when its lease ends."""
+
+        async def work(conn: AsyncConnection) -> list[tuple[int, str, dict[str, Any]]]:
+            due = (
+                select(outbox.c.id)
                 .where(
                     outbox.c.published_at.is_(None),
-                    outbox.c.created_at <= created_before,
-                    or_(outbox.c.retry_at.is_(None), outbox.c.retry_at <= created_before),
+                    outbox.c.created_at <= now,
+                    or_(outbox.c.retry_at.is_(None), outbox.c.retry_at <= now),
                 )
                 .order_by(outbox.c.created_at, outbox.c.id)
                 .limit(limit)
+                .with_for_update(skip_locked=True)
             )
-            return [(r.id, r.destination, _loads(r.message)) for r in rows]
+            rows = await conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(due))
+                .values(retry_at=now + lease)
+                .returning(outbox.c.id, outbox.c.destination, outbox.c.message, outbox.c.created_at)
+            )
+            ordered = sorted(rows, key=lambda r: (r.created_at, r.id))
+            return [(r.id, r.destination, _loads(r.message)) for r in ordered]
+
+        return await self._retrying(work)  # type: ignore[no-any-return]
 
     async def mark_published(self, ids: Sequence[int]) -> None:
         if ids:

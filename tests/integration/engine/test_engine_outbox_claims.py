@@ -1,0 +1,82 @@
+"""The outbox is claimed, not just read: executors sharing a database publish each
+message once, and a claim whose executor died is let go when its lease ends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import insert
+
+from mcoflow.engine.schema import outbox
+from mcoflow.engine.store import Store
+
+
+@pytest.fixture
+async def stores(db_url: str) -> AsyncIterator[tuple[Store, Store]]:
+    first, second = Store(db_url), Store(db_url)  # two executors' processes
+    await first.upgrade()
+    try:
+        yield first, second
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def _add_messages(store: Store, count: int, created_at: float) -> None:
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            insert(outbox),
+            [
+                {"destination": "rpc", "message": f'{{"n": {n}}}', "created_at": created_at + n}
+                for n in range(count)
+            ],
+        )
+
+
+async def test_concurrent_claims_share_the_messages_out_each_once(
+    stores: tuple[Store, Store],
+) -> None:
+    first, second = stores
+    now = time.time()
+    await _add_messages(first, 60, now - 100)
+    claims = await asyncio.gather(
+        *(store.claim_unpublished(10, now, lease=60) for store in (first, second) for _ in range(4))
+    )
+    ids = [message_id for claim in claims for message_id, _, _ in claim]
+    assert sorted(ids) == sorted(set(ids))  # nobody got a message somebody else holds
+    assert len(ids) == 60 - len(await first.claim_unpublished(100, now, lease=60))
+    # oldest first, with the stored message
+    (oldest, destination, message), *_ = await first.claim_unpublished(1, now + 61, lease=60)
+    assert (destination, message) == ("rpc", {"n": 0})
+    assert oldest == min(ids)
+
+
+async def test_a_claim_ends_with_its_lease_and_a_published_message_is_never_claimed(
+    stores: tuple[Store, Store],
+) -> None:
+    first, second = stores
+    now = time.time()
+    await _add_messages(first, 3, now - 10)
+    claimed = await first.claim_unpublished(10, now, lease=30)
+    assert len(claimed) == 3
+    await first.mark_published([claimed[0][0]])
+    # held: nobody else takes them while the lease runs
+    assert await second.claim_unpublished(10, now + 29, lease=30) == []
+    # the first executor died: after the lease the unpublished two are published elsewhere
+    again = await second.claim_unpublished(10, now + 31, lease=30)
+    assert [m[0] for m in again] == [claimed[1][0], claimed[2][0]]
+
+
+async def test_a_failed_publish_waits_for_its_backoff_not_the_lease(
+    stores: tuple[Store, Store],
+) -> None:
+    first, _ = stores
+    now = time.time()
+    await _add_messages(first, 1, now - 10)
+    ((message_id, _, _),) = await first.claim_unpublished(10, now, lease=600)
+    await first.mark_publish_failed([message_id], now)
+    assert await first.claim_unpublished(10, now + 0.5, lease=600) == []
+    assert [m[0] for m in await first.claim_unpublished(10, now + 1.5, lease=600)] == [message_id]
