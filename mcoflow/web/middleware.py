@@ -24,7 +24,9 @@ def host_name(host_header: str) -> str:
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
 
 
-def session_cookie_header(session: Session, auth: AuthSettings) -> bytes:
+def session_cookie_header(session: Session, auth: AuthSettings, *, https: bool = False) -> bytes:
+    """The session cookie; ``Secure`` when the page came over HTTPS (or always, with
+    ``auth.secure_cookies``), so a browser never sends it back in clear text."""
     cookie: SimpleCookie = SimpleCookie()
     cookie[SESSION_COOKIE] = sign_session(session, auth.secret)
     morsel = cookie[SESSION_COOKIE]
@@ -32,7 +34,7 @@ def session_cookie_header(session: Session, auth: AuthSettings) -> bytes:
     morsel["httponly"] = True
     morsel["samesite"] = "Strict"
     morsel["max-age"] = str(auth.session_seconds)
-    if auth.secure_cookies:
+    if auth.secure_cookies or https:
         morsel["secure"] = True
     return morsel.OutputString().encode("latin-1")
 
@@ -75,7 +77,13 @@ class SessionMiddleware:
                 if new is not None:
                     message["headers"] = [
                         *message.get("headers", []),
-                        (b"set-cookie", session_cookie_header(new, self.auth)),
+                        (
+                            b"set-cookie",
+                            # the scheme uvicorn saw, or a trusted proxy's X-Forwarded-Proto
+                            session_cookie_header(
+                                new, self.auth, https=scope.get("scheme") == "https"
+                            ),
+                        ),
                     ]
             await send(message)
 

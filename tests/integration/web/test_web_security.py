@@ -72,6 +72,7 @@ async def test_login_then_pages_then_logout(secure_web: Web) -> None:
     cookie = ok.headers["set-cookie"]
     assert "HttpOnly" in cookie
     assert "SameSite=Strict" in cookie
+    assert "Secure" not in cookie  # plain HTTP: a Secure cookie would never come back
     page = await secure_web.client.get("/plans")
     assert page.status_code == 200
     assert "<span>alice</span>" in page.text
@@ -163,3 +164,14 @@ async def test_trigger_form_echo_is_escaped(web: Web) -> None:
     assert r.status_code == 422
     assert XSS not in r.text
     assert "&#34;&gt;&lt;b&gt;&lt;script&gt;" in r.text
+
+
+async def test_the_session_cookie_is_secure_over_https(secure_web: Web) -> None:
+    async with httpx.AsyncClient(
+        transport=secure_web.transport, base_url="https://127.0.0.1"
+    ) as client:
+        page = await client.get("/login?next=/plans")
+        assert page.status_code == 200
+        cookie = page.headers["set-cookie"]
+        assert cookie.startswith(f"{SESSION_COOKIE}=")
+        assert "; Secure" in cookie and "HttpOnly" in cookie

@@ -23,6 +23,7 @@ class Web:
     client: httpx.AsyncClient
     world: World
     jobs: FakeJobs
+    transport: httpx.ASGITransport  # the app, for a client of another kind (https://)
 
     async def csrf(self, path: str = "/") -> str:
         """Load a page and return the CSRF token of its forms."""
@@ -43,4 +44,4 @@ async def open_web(auth: AuthSettings, **headers: str) -> AsyncIterator[Web]:
         async with httpx.AsyncClient(
             transport=transport, base_url="http://127.0.0.1", headers=headers
         ) as client:
-            yield Web(client, harness.world, jobs)
+            yield Web(client, harness.world, jobs, transport)
