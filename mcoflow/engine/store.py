@@ -1557,6 +1557,14 @@ class Store:
             update(plans).where(plans.c.claimed_by.in_(ids)).values(claimed_by=None, wake_at=now)
         )
         await conn.execute(delete(executors).where(executors.c.id.in_(ids)))
+        # Outbox batches the dead held (a lease in retry_at) go out again now, not when the
+        # lease ends. Claims are not tagged with their executor: live executors' batches in
+        # flight are released too, and may go out twice; receivers drop duplicates.
+        await conn.execute(
+            update(outbox)
+            .where(outbox.c.published_at.is_(None), outbox.c.retry_at > now)
+            .values(retry_at=None)
+        )
         await self._notify(conn)
         await self._settle(conn, plan_ids, now, by=by)
 

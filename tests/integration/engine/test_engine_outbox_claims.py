@@ -80,3 +80,19 @@ async def test_a_failed_publish_waits_for_its_backoff_not_the_lease(
     await first.mark_publish_failed([message_id], now)
     assert await first.claim_unpublished(10, now + 0.5, lease=600) == []
     assert [m[0] for m in await first.claim_unpublished(10, now + 1.5, lease=600)] == [message_id]
+
+
+async def test_claims_are_let_go_at_once_when_an_executor_is_found_dead(
+    stores: tuple[Store, Store],
+) -> None:
+    first, second = stores
+    now = time.time()
+    await _add_messages(first, 2, now - 10)
+    await first.register_executor("killed")
+    held = await first.claim_unpublished(10, now, lease=600)
+    assert len(held) == 2
+    assert await second.claim_unpublished(10, time.time(), lease=600) == []
+    # "killed" stopped beating: whoever finds it dead releases what it held, outbox too
+    assert await second.release_dead_executors(-1.0, by="survivor") == ["killed"]
+    again = await second.claim_unpublished(10, time.time(), lease=600)
+    assert sorted(m[0] for m in again) == sorted(m[0] for m in held)
