@@ -92,6 +92,9 @@ class Executor:
     async def start(self) -> None:
         await self.store.register_executor(self.id)
         await self.store.release_dead_executors(self.dead_after, by=self.id)
+        if self.publisher is not None:
+            # batches a stopped executor had claimed go out now, not when their lease ends
+            await self.store.release_outbox_claims()
         # PostgreSQL takes concurrent writers (plan locks are taken in id order); SQLite
         # has one writer at a time anyway
         writers = [self._write_loop() for _ in range(2 if self.store.is_postgresql else 1)]

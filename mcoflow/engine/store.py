@@ -1557,14 +1557,7 @@ class Store:
             update(plans).where(plans.c.claimed_by.in_(ids)).values(claimed_by=None, wake_at=now)
         )
         await conn.execute(delete(executors).where(executors.c.id.in_(ids)))
-        # Outbox batches the dead held (a lease in retry_at) go out again now, not when the
-        # lease ends. Claims are not tagged with their executor: live executors' batches in
-        # flight are released too, and may go out twice; receivers drop duplicates.
-        await conn.execute(
-            update(outbox)
-            .where(outbox.c.published_at.is_(None), outbox.c.retry_at > now)
-            .values(retry_at=None)
-        )
+        await self._release_outbox_claims(conn, now)
         await self._notify(conn)
         await self._settle(conn, plan_ids, now, by=by)
 
@@ -1618,6 +1611,21 @@ class Store:
             return [(r.id, r.destination, _loads(r.message)) for r in ordered]
 
         return await self._retrying(work)  # type: ignore[no-any-return]
+
+    async def release_outbox_claims(self) -> None:
+        """Let every claimed, unpublished outbox batch go out again now (an executor that
+        starts: one that stopped may have held some)."""
+        async with self._write() as conn:
+            await self._release_outbox_claims(conn, time.time())
+
+    async def _release_outbox_claims(self, conn: AsyncConnection, now: float) -> None:
+        # Claims are not tagged with their executor: a live executor's batch in flight is
+        # released too and may go out twice; receivers drop duplicates (request id, sender).
+        await conn.execute(
+            update(outbox)
+            .where(outbox.c.published_at.is_(None), outbox.c.retry_at > now)
+            .values(retry_at=None)
+        )
 
     async def mark_published(self, ids: Sequence[int]) -> None:
         if ids:

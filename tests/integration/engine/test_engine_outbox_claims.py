@@ -96,3 +96,12 @@ async def test_claims_are_let_go_at_once_when_an_executor_is_found_dead(
     assert await second.release_dead_executors(-1.0, by="survivor") == ["killed"]
     again = await second.claim_unpublished(10, time.time(), lease=600)
     assert sorted(m[0] for m in again) == sorted(m[0] for m in held)
+
+
+async def test_a_starting_executor_lets_earlier_claims_go(stores: tuple[Store, Store]) -> None:
+    first, second = stores
+    now = time.time()
+    await _add_messages(first, 1, now - 10)
+    held = await first.claim_unpublished(10, now, lease=600)  # then stopped, not published
+    await second.release_outbox_claims()
+    assert await second.claim_unpublished(10, time.time(), lease=600) == held
