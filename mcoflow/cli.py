@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mcoflow.cli_web import web_app
-from mcoflow.config import Settings, SettingsError, load_settings
+from mcoflow.config import Settings, SettingsError, load_settings, validation_problems
 from mcoflow.runtime import tune_gc
 
 app = typer.Typer(
@@ -213,10 +213,7 @@ def _simulation(settings: Settings, broken: list[str], delay: float | None) -> d
     try:
         return SimulationSettings.model_validate(values).model_dump(mode="json")
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        console.print(f"[red]error:[/red] simulation: {problems}", soft_wrap=True)
+        console.print(f"[red]error:[/red] simulation: {validation_problems(exc)}", soft_wrap=True)
         raise typer.Exit(2) from None
 
 

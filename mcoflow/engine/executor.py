@@ -63,7 +63,7 @@ class Executor:
         self.outbox_retry_after = outbox_retry_after
         self.outbox_batch_size = outbox_batch_size
         # a claimed batch is this executor's for so long (longer than a publish may take);
-        # if it dies meanwhile, another executor publishes the batch after that
+        # if it dies meanwhile, its batches go out again once it is found dead
         self.outbox_lease = outbox_lease
         self.retention = retention
         self.clean_interval = clean_interval

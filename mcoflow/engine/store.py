@@ -40,7 +40,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 from mcoflow.engine.action import Event, EventKind, registered_action
 from mcoflow.engine.flow import referenced_steps
@@ -135,6 +136,20 @@ class Store:
         self, first: ColumnElement[Any], second: ColumnElement[Any], pairs: Iterable[Any]
     ) -> Any:
         return _pairs_among(first, second, pairs, self.is_postgresql)
+
+    async def _update_rows(
+        self,
+        conn: AsyncConnection,
+        rows: list[dict[str, Any]],
+        postgresql: TextClause,
+        portable: Executable,
+    ) -> None:
+        """Per-row UPDATEs of ``rows``: on PostgreSQL one ``UPDATE … FROM unnest(…)`` with
+        a list per column, elsewhere an executemany of the same bound names."""
+        if self.is_postgresql:
+            await conn.execute(postgresql, _columns(rows))
+        else:
+            await conn.execute(portable, rows)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -657,24 +672,7 @@ class Store:
             }
             for o in outcomes
         ]
-        if self.is_postgresql:
-            await conn.execute(_PG_WRITE_OUTCOMES, _columns(rows))
-        else:
-            await conn.execute(
-                update(steps)
-                .where(steps.c.plan_id == bindparam("b_plan"), steps.c.idx == bindparam("b_idx"))
-                .values(
-                    state=bindparam("b_state"),
-                    output=bindparam("b_output"),
-                    data=bindparam("b_data"),
-                    error=bindparam("b_error"),
-                    progress=bindparam("b_progress"),
-                    claimed_by=None,
-                    ended_at=bindparam("b_ended"),
-                    run_seconds=steps.c.run_seconds + bindparam("b_seconds"),
-                ),
-                rows,
-            )
+        await self._update_rows(conn, rows, _PG_WRITE_OUTCOMES, _WRITE_OUTCOMES)
         consumed = [e for o in outcomes for e in o.consumed_events]
         if consumed:
             await conn.execute(
@@ -697,29 +695,12 @@ class Store:
             await conn.execute(insert(events), new_events)
         suspended = [o for o in outcomes if o.state is StepState.SUSPENDED]
         if suspended:
-            earliest = (
-                select(func.min(events.c.due_at))
-                .where(
-                    events.c.plan_id == bindparam("b_plan"),
-                    events.c.step_idx == bindparam("b_idx"),
-                    events.c.consumed_at.is_(None),
-                )
-                .scalar_subquery()
+            await self._update_rows(
+                conn,
+                [{"b_plan": o.plan_id, "b_idx": o.idx} for o in suspended],
+                _PG_SUSPEND,
+                _SUSPEND,
             )
-            if self.is_postgresql:
-                await conn.execute(
-                    _PG_SUSPEND,
-                    {"b_plan": [o.plan_id for o in suspended], "b_idx": [o.idx for o in suspended]},
-                )
-            else:
-                await conn.execute(
-                    update(steps)
-                    .where(
-                        steps.c.plan_id == bindparam("b_plan"), steps.c.idx == bindparam("b_idx")
-                    )
-                    .values(ready_at=earliest),
-                    [{"b_plan": o.plan_id, "b_idx": o.idx} for o in suspended],
-                )
         finished = [
             _Finished(
                 o.plan_id, o.idx, o.state is StepState.SKIPPED, o.dependents, o.ref_dependents
@@ -777,14 +758,9 @@ class Store:
                     cascade.append((f.plan_id, dep))
                 else:
                     decrements[(f.plan_id, dep)] += 1
+        released = [{"b_plan": p, "b_idx": i, "b_n": n} for (p, i), n in decrements.items()]
         if decrements and self.is_postgresql:
-            await conn.execute(
-                _PG_RELEASE,
-                {"now": now}
-                | _columns(
-                    [{"b_plan": p, "b_idx": i, "b_n": n} for (p, i), n in decrements.items()]
-                ),
-            )
+            await conn.execute(_PG_RELEASE, {"now": now} | _columns(released))
         elif decrements:
             remaining = steps.c.pending_deps - bindparam("b_n")
             await conn.execute(
@@ -797,7 +773,7 @@ class Store:
                         else_=steps.c.ready_at,
                     ),
                 ),
-                [{"b_plan": p, "b_idx": i, "b_n": n} for (p, i), n in decrements.items()],
+                released,
             )
         if cascade:
             newly = (
@@ -955,20 +931,7 @@ class Store:
             }
             for c in changes
         ]
-        if self.is_postgresql:
-            await conn.execute(_PG_PLAN_STATES, _columns(rows))
-        else:
-            await conn.execute(
-                update(plans)
-                .where(plans.c.id == bindparam("b_id"))
-                .values(
-                    state=bindparam("b_state"),
-                    result=bindparam("b_result"),
-                    ended_at=bindparam("b_ended"),
-                    progress=bindparam("b_progress"),
-                ),
-                rows,
-            )
+        await self._update_rows(conn, rows, _PG_PLAN_STATES, _PLAN_STATES)
         await conn.execute(
             insert(history),
             [
@@ -1145,35 +1108,8 @@ class Store:
         if not due:
             return
         await self._notify(conn)
-        if self.is_postgresql:
-            ordered = sorted(due.items())
-            await conn.execute(
-                _PG_WAKE,
-                {
-                    "b_plan": [p for (p, _i), _d in ordered],
-                    "b_idx": [i for (_p, i), _d in ordered],
-                    "b_due": [d for _k, d in ordered],
-                },
-            )
-            return
-        await conn.execute(
-            update(steps)
-            .where(
-                steps.c.plan_id == bindparam("b_plan"),
-                steps.c.idx == bindparam("b_idx"),
-                steps.c.state == StepState.SUSPENDED.value,
-            )
-            .values(
-                ready_at=case(
-                    (
-                        or_(steps.c.ready_at.is_(None), steps.c.ready_at > bindparam("b_due")),
-                        bindparam("b_due"),
-                    ),
-                    else_=steps.c.ready_at,
-                )
-            ),
-            [{"b_plan": p, "b_idx": i, "b_due": d} for (p, i), d in sorted(due.items())],
-        )
+        rows = [{"b_plan": p, "b_idx": i, "b_due": d} for (p, i), d in sorted(due.items())]
+        await self._update_rows(conn, rows, _PG_WAKE, _WAKE)
 
     async def _deliver_cancels(
         self, conn: AsyncConnection, targets: list[tuple[str, int]], now: float
@@ -1587,7 +1523,8 @@ class Store:
     ) -> list[tuple[int, str, dict[str, Any]]]:
         """Take up to ``limit`` messages due for publishing, oldest first, and hold them for
         ``lease`` seconds (``retry_at``): executors sharing the database then publish each
-        message once, and one that dies holding some lets them go when its lease ends."""
+        message once. What an executor held when it stopped goes out again when it is found
+        dead, when an executor starts, or at the latest when the lease ends."""
 
         async def work(conn: AsyncConnection) -> list[tuple[int, str, dict[str, Any]]]:
             due = (
@@ -1761,6 +1698,63 @@ _PG_PLAN_STATES = text(
         AS v(id, state, result, ended, progress)
     WHERE p.id = v.id
     """
+)
+
+
+# The same updates elsewhere (SQLite), one row per execution of an executemany.
+_WRITE_OUTCOMES = (
+    update(steps)
+    .where(steps.c.plan_id == bindparam("b_plan"), steps.c.idx == bindparam("b_idx"))
+    .values(
+        state=bindparam("b_state"),
+        output=bindparam("b_output"),
+        data=bindparam("b_data"),
+        error=bindparam("b_error"),
+        progress=bindparam("b_progress"),
+        claimed_by=None,
+        ended_at=bindparam("b_ended"),
+        run_seconds=steps.c.run_seconds + bindparam("b_seconds"),
+    )
+)
+_WAKE = (
+    update(steps)
+    .where(
+        steps.c.plan_id == bindparam("b_plan"),
+        steps.c.idx == bindparam("b_idx"),
+        steps.c.state == StepState.SUSPENDED.value,
+    )
+    .values(
+        ready_at=case(
+            (
+                or_(steps.c.ready_at.is_(None), steps.c.ready_at > bindparam("b_due")),
+                bindparam("b_due"),
+            ),
+            else_=steps.c.ready_at,
+        )
+    )
+)
+_SUSPEND = (
+    update(steps)
+    .where(steps.c.plan_id == bindparam("b_plan"), steps.c.idx == bindparam("b_idx"))
+    .values(
+        ready_at=select(func.min(events.c.due_at))
+        .where(
+            events.c.plan_id == bindparam("b_plan"),
+            events.c.step_idx == bindparam("b_idx"),
+            events.c.consumed_at.is_(None),
+        )
+        .scalar_subquery()
+    )
+)
+_PLAN_STATES = (
+    update(plans)
+    .where(plans.c.id == bindparam("b_id"))
+    .values(
+        state=bindparam("b_state"),
+        result=bindparam("b_result"),
+        ended_at=bindparam("b_ended"),
+        progress=bindparam("b_progress"),
+    )
 )
 
 
