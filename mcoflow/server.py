@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import shutil
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcoflow.actions.bridge import ReplyRouter, RpcPublisher
+from mcoflow.actions.bridge import LostRequests, ReplyRouter, RpcPublisher
 from mcoflow.config import Settings
 from mcoflow.engine import Executor, Store, World
 from mcoflow.rpc.client import RpcClient
@@ -65,6 +66,8 @@ class Orchestrator:
     client: RpcClient
     router: ReplyRouter
     agents: list[Any] = field(default_factory=list)
+    lost_requests: LostRequests | None = None
+    _forget_listener: Callable[[], None] | None = None
 
     async def start(self) -> None:
         await self.transport.connect()
@@ -73,8 +76,16 @@ class Orchestrator:
         self.router.start()
         await self.client.start()
         await self.executor.start()
+        self.lost_requests = lost = LostRequests(
+            self.transport, self.store, self.executor.wake_outbox
+        )
+        self._forget_listener = self.transport.on_reconnect(lost.check)
+        await lost.check()
 
     async def stop(self) -> None:
+        if self._forget_listener is not None:
+            self._forget_listener()
+            self._forget_listener = None
         await self.executor.stop()
         await self.client.close()
         await self.router.stop()

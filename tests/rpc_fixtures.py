@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import time
 import uuid
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import aio_pika
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -59,6 +61,50 @@ def require_server(name: str, url: str, default_port: int) -> str:
 
 def require_amqp() -> str:
     return require_server("RabbitMQ", AMQP_URL, 5672)
+
+
+def require_broker_restarts() -> str:
+    """The RabbitMQ URL, for a test that restarts the broker (rabbitmqctl, as root)."""
+    url = require_amqp()
+    if shutil.which("rabbitmqctl") is None or os.geteuid() != 0:
+        message = "restarting RabbitMQ needs rabbitmqctl and root"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
+async def rabbitmqctl(*args: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl",
+        *args,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await process.communicate()
+    assert process.returncode == 0, f"rabbitmqctl {' '.join(args)}: {stderr.decode()}"
+
+
+async def queue_depth(url: str, name: str) -> int:
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(name, passive=True)
+        count = queue.declaration_result.message_count
+        assert count is not None
+        return count
+
+
+async def wait_for_depth(url: str, name: str, depth: int, timeout: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            if await queue_depth(url, name) == depth:
+                return
+        except aio_pika.exceptions.AMQPConnectionError:
+            pass  # the broker is still starting
+        assert asyncio.get_running_loop().time() < deadline, f"{name} never held {depth}"
+        await asyncio.sleep(0.1)
 
 
 def require_nats() -> str:

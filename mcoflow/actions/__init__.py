@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mcoflow.actions.bridge import ReplyRouter, RpcPublisher
+from mcoflow.actions.bridge import LostRequests, ReplyRouter, RpcPublisher
 from mcoflow.actions.fleet import (
     Discover,
     FleetJob,
@@ -35,6 +35,7 @@ __all__ = [
     "JobInputError",
     "JobKind",
     "Jobs",
+    "LostRequests",
     "NoResponseError",
     "Parameter",
     "RemoteAction",

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from mcoflow.actions.remote import REPLY_KEY, RPC_DESTINATION, parse_request_id
@@ -15,6 +16,7 @@ from mcoflow.engine.executor import TRICKLE
 from mcoflow.rpc.client import RpcClient
 from mcoflow.rpc.filters import Filter
 from mcoflow.rpc.messages import Reply
+from mcoflow.rpc.transport import Transport
 
 log = logging.getLogger("mcoflow.bridge")
 
@@ -38,6 +40,29 @@ class RpcPublisher:
             id=message["id"],
         )
         await self.client.send(request, message.get("identities"))
+
+
+class LostRequests:
+    """When the broker lost the requests it held (a restart), the steps still waiting
+    for an answer have theirs published again. Checked when the orchestrator starts (the
+    broker may have restarted while it was down) and after every reconnection; of the
+    processes sharing a database, the first to notice does it for all."""
+
+    def __init__(self, transport: Transport, store: Store, wake_outbox: Callable[[], None]):
+        self.transport = transport
+        self.store = store
+        self.wake_outbox = wake_outbox
+        self.republished = 0
+
+    async def check(self) -> None:
+        await self.transport.recover_lost_requests(self._republish)
+
+    async def _republish(self) -> None:
+        count = await self.store.republish_waiting(RPC_DESTINATION)
+        self.republished += count
+        if count:
+            log.warning("the broker lost its requests; %d waiting steps send theirs again", count)
+            self.wake_outbox()
 
 
 class ReplyRouter:

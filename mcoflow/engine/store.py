@@ -1564,6 +1564,32 @@ class Store:
             .values(retry_at=None)
         )
 
+    async def republish_waiting(self, destination: str) -> int:
+        """Publish again the newest ``destination`` message of every suspended step: the
+        broker lost what it held (it restarted) and these steps still wait for an answer.
+        Returns how many go out again; receivers drop the duplicates among them."""
+        newest = (
+            select(func.max(outbox.c.id))
+            .select_from(
+                outbox.join(
+                    steps,
+                    and_(steps.c.plan_id == outbox.c.plan_id, steps.c.idx == outbox.c.step_idx),
+                )
+            )
+            .where(
+                outbox.c.destination == destination,
+                steps.c.state == StepState.SUSPENDED.value,
+            )
+            .group_by(outbox.c.plan_id, outbox.c.step_idx)
+        )
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(newest), outbox.c.published_at.is_not(None))
+                .values(published_at=None, retry_at=None)
+            )
+        return int(result.rowcount)
+
     async def mark_published(self, ids: Sequence[int]) -> None:
         if ids:
             async with self._write() as conn:

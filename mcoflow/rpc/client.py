@@ -129,9 +129,19 @@ def batches(targets: Sequence[str], batch_size: BatchSize) -> list[list[str]]:
 
 
 class _Pending:
-    """Replies collected for one request in flight."""
+    """Replies collected for one request in flight, and what to publish again if the
+    broker lost the request."""
 
-    def __init__(self, expected: frozenset[str] | None, limit: int | None) -> None:
+    def __init__(
+        self,
+        request: Request,
+        identities: Sequence[str] | None,
+        expected: frozenset[str] | None,
+        limit: int | None,
+    ) -> None:
+        self.request = request
+        self.envelope: bytes | None = None  # once signed
+        self.identities = identities
         self.expected = expected
         self.limit = limit
         self.sent_at = time.monotonic()
@@ -185,6 +195,7 @@ class RpcClient:
         self.rejected_replies = 0
         self._pending: dict[str, _Pending] = {}
         self._subscription: Subscription | None = None
+        self._stop_resending: Callable[[], None] | None = None
         self._start_lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -195,8 +206,12 @@ class RpcClient:
                     handler=self._on_envelope,
                     transient=self.transient_replies,
                 )
+                self._stop_resending = self.transport.on_reconnect(self._resend_pending)
 
     async def close(self) -> None:
+        if self._stop_resending is not None:
+            self._stop_resending()
+            self._stop_resending = None
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             await subscription.cancel()
@@ -261,14 +276,45 @@ class RpcClient:
         )
 
     async def send(self, request: Request, identities: Sequence[str] | None = None) -> None:
-        """Sign and publish ``request`` (broadcast when ``identities`` is None)."""
+        """Sign and publish ``request`` (broadcast when ``identities`` is None).
+
+        Fire and forget: if the broker loses it (a restart), the caller publishes again
+        (the engine's outbox does); calls in progress here are published again by the
+        client itself."""
+        await self._publish(request, seal(request, self.signer), identities)
+
+    async def _publish(
+        self, request: Request, envelope: bytes, identities: Sequence[str] | None
+    ) -> None:
         await self.transport.publish_request(
-            seal(request, self.signer),
+            envelope,
             collective=request.collective,
             agent=request.agent,
             identities=identities,
             ttl=request.ttl,
         )
+
+    async def _resend_pending(self) -> None:
+        """After a reconnection: publish again the requests of calls in progress, to the
+        hosts that have not answered (a broadcast goes out again whole); the hosts
+        answer a request they already ran from their journal."""
+        resent = 0
+        for pending in list(self._pending.values()):
+            if pending.envelope is None or pending.done.is_set():
+                continue
+            targets = pending.identities
+            if targets is not None:
+                targets = [i for i in targets if i not in pending.replies]
+                if not targets:
+                    continue
+            try:
+                await self._publish(pending.request, pending.envelope, targets)
+            except (TransportError, MessageError) as exc:
+                log.warning("request %s not sent again: %s", pending.request.id, exc)
+                continue
+            resent += 1
+        if resent:
+            log.info("published %d requests in progress again after a reconnection", resent)
 
     async def _round(
         self,
@@ -281,12 +327,13 @@ class RpcClient:
     ) -> tuple[_Pending, str | None]:
         """Send one request and collect replies until all expected came or the deadline."""
         await self.start()
-        pending = _Pending(expected, limit)
+        pending = _Pending(request, identities, expected, limit)
         self._pending[request.id] = pending
         failure = None
         try:
             async with asyncio.timeout(wait):
-                await self.send(request, identities)
+                pending.envelope = seal(request, self.signer)
+                await self._publish(request, pending.envelope, identities)
                 await pending.done.wait()
         except TimeoutError:
             pass

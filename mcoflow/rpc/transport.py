@@ -13,9 +13,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 
-__all__ = ["Handler", "Subscription", "Transport", "TransportError"]
+__all__ = ["Handler", "ReconnectListener", "Subscription", "Transport", "TransportError"]
 
 Handler = Callable[[bytes], Awaitable[None]]
+ReconnectListener = Callable[[], Awaitable[None]]
 
 
 class TransportError(RuntimeError):
@@ -74,6 +75,24 @@ class Transport(ABC):
         the same ``reply_to`` share them as competing consumers. ``transient=True``
         (a one-off CLI call) is dropped with the subscription.
         """
+
+    def on_reconnect(self, listener: ReconnectListener) -> Callable[[], None]:
+        """Call ``listener`` after each reconnection to the broker, when requests it had
+        taken may be gone: a sender then publishes again what still waits for an answer
+        (hosts answer a repeated request id from their journal). Returns what removes it.
+
+        Transports whose accepted requests survive a reconnection (memory, which lives and
+        dies with the process; NATS, through JetStream) never call it."""
+        return lambda: None
+
+    async def recover_lost_requests(self, republish: Callable[[], Awaitable[None]]) -> bool:
+        """If the broker lost the requests it held (it restarted) since the last recovery
+        by any process, await ``republish`` (which publishes again what still waits for
+        an answer), then remember that it is done; True if it ran. Several processes
+        sharing one database thus republish once between them. An exception from
+        ``republish`` leaves the recovery to the next call. Transports whose requests
+        survive a broker restart never run it."""
+        return False
 
     @abstractmethod
     async def forget_host(self, *, identity: str, collective: str) -> None:

@@ -7,9 +7,16 @@ Topology (all durable, so a broker restart keeps it):
 - one queue per reply destination, named ``reply_to``, shared by competing consumers,
   reached through the default exchange.
 
-Direct requests and replies are persistent and published with confirms; a request
-carries the request ttl as its AMQP expiration so a host that is away does not
-find stale work. Broadcasts are transient: they are for the hosts that are up.
+Everything is published with confirms. Replies are persistent; requests are
+transient. A persistent message to each of a thousand host queues costs the broker
+7 to 10 times the CPU of a transient one (each queue's index journal is synced),
+and that was the largest single cost of a fleet job. A direct request waits in its
+host's durable queue while the host is away, as long as the broker runs, and carries
+the request ttl as its AMQP expiration so a host coming back does not find stale
+work. A broker restart loses the requests it held, so senders publish again what
+still waits for an answer: the RPC client on ``on_reconnect``, the engine's outbox
+through ``recover_lost_requests`` (told by a non-durable marker exchange that
+vanishes with a restart). Hosts answer a repeated request id from their journal.
 The connection is robust: on loss it reconnects and restores the topology and the
 consumers, and publishing waits for the reconnection (up to ``publish_timeout``)
 instead of losing the message. A retried publish may arrive twice; receivers
@@ -27,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import aio_pika
@@ -41,7 +48,13 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import DeliveryError
 
-from mcoflow.rpc.transport import Handler, Subscription, Transport, TransportError
+from mcoflow.rpc.transport import (
+    Handler,
+    ReconnectListener,
+    Subscription,
+    Transport,
+    TransportError,
+)
 
 __all__ = ["AmqpTransport"]
 
@@ -49,6 +62,8 @@ log = logging.getLogger(__name__)
 
 BROADCAST_EXCHANGE = "mcoflow.broadcast"
 DIRECT_EXCHANGE = "mcoflow.direct"
+# non-durable: gone after a broker restart, and with it the transient requests
+EPOCH_EXCHANGE = "mcoflow.epoch"
 MAX_KEY = 255
 _EXCHANGES = {"broadcast": BROADCAST_EXCHANGE, "direct": DIRECT_EXCHANGE, "default": ""}
 
@@ -115,6 +130,7 @@ class AmqpTransport(Transport):
         self._consume_direct: AbstractExchange | None = None
         self._subscriptions: set[_AmqpSubscription] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reconnect_listeners: list[ReconnectListener] = []
         self._closing = False
 
     @property
@@ -134,6 +150,7 @@ class AmqpTransport(Transport):
             )
         except Exception as exc:
             raise TransportError(f"cannot connect to {_safe_url(self.url)}: {exc}") from exc
+        self._connection.reconnect_callbacks.add(self._reconnected)
         self._publish_channel = await self._connection.channel(
             publisher_confirms=True, on_return_raises=True
         )
@@ -152,6 +169,49 @@ class AmqpTransport(Transport):
             DIRECT_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
         )
         return broadcast, direct
+
+    def on_reconnect(self, listener: ReconnectListener) -> Callable[[], None]:
+        self._reconnect_listeners.append(listener)
+        return lambda: self._reconnect_listeners.remove(listener)
+
+    def _reconnected(self, *_: Any) -> None:
+        # aio-pika awaits its callbacks while it finishes reconnecting: a listener that
+        # publishes must not hold that up, so each runs in a task of its own
+        loop = asyncio.get_running_loop()
+        for listener in self._reconnect_listeners:
+            task = loop.create_task(self._notify(listener))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _notify(listener: ReconnectListener) -> None:
+        try:
+            await listener()
+        except Exception:
+            log.exception("reconnect listener %r failed", listener)
+
+    async def recover_lost_requests(self, republish: Callable[[], Awaitable[None]]) -> bool:
+        if self._connection is None or self._connection.transport is None:
+            raise TransportError("AMQP transport is not connected")
+        # Raw channels: aio-pika's robust ones would re-declare the marker on their own.
+        amqp = self._connection.transport.connection
+        channel = await amqp.channel()
+        try:
+            await channel.exchange_declare(EPOCH_EXCHANGE, exchange_type="fanout", passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            pass  # gone with a restart (or never made); that closed the channel
+        else:
+            await channel.close()
+            return False
+        await republish()
+        channel = await amqp.channel()
+        try:
+            await channel.exchange_declare(
+                EPOCH_EXCHANGE, exchange_type="fanout", durable=False, auto_delete=False
+            )
+        finally:
+            await channel.close()
+        return True
 
     async def close(self) -> None:
         self._closing = True
@@ -180,15 +240,10 @@ class AmqpTransport(Transport):
         # properties built directly: an aio_pika.Message per publish only to read these
         # back cost a few per cent of a busy agent's or client's CPU
         expiration = str(int(max(ttl, 0.001) * 1000)) if ttl is not None else None
+        properties = _properties(persistent=False, expiration=expiration)
         if identities is None:
-            await self._publish(
-                "broadcast",
-                _key(collective, agent),
-                envelope,
-                _properties(persistent=False, expiration=expiration),
-            )
+            await self._publish("broadcast", _key(collective, agent), envelope, properties)
             return
-        properties = _properties(persistent=True, expiration=expiration)
         await asyncio.gather(
             *(
                 self._publish("direct", _key(collective, i), envelope, properties)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import aio_pika
 import pytest
 
-from mcoflow.rpc.transports.amqp import AmqpTransport, host_queue_name
+from mcoflow.rpc.transports.amqp import EPOCH_EXCHANGE, AmqpTransport, host_queue_name
 from tests.rpc_fixtures import require_amqp
 
 pytestmark = pytest.mark.rabbitmq
@@ -34,7 +34,7 @@ async def broker() -> AsyncIterator[tuple[AmqpTransport, aio_pika.abc.AbstractCh
         await transport.close()
 
 
-async def test_direct_requests_persist_and_expire_broadcasts_do_not_persist(
+async def test_requests_are_transient_and_expire(
     broker: tuple[AmqpTransport, aio_pika.abc.AbstractChannel, str],
 ) -> None:
     transport, channel, collective = broker
@@ -52,7 +52,8 @@ async def test_direct_requests_persist_and_expire_broadcasts_do_not_persist(
     direct = await queue.get(timeout=5)
     broadcast = await queue.get(timeout=5)
     assert direct.body == b'{"direct": 1}'
-    assert direct.delivery_mode is aio_pika.DeliveryMode.PERSISTENT
+    # transient: a broker restart loses it, and the sender publishes it again
+    assert direct.delivery_mode is aio_pika.DeliveryMode.NOT_PERSISTENT
     assert direct.expiration == 30.0  # the ttl: the broker drops it once expired
     assert direct.content_type == "application/json"
     assert broadcast.body == b'{"broadcast": 1}'
@@ -74,3 +75,34 @@ async def test_replies_persist(
         assert reply.expiration is None
     finally:
         await queue.delete(if_unused=False, if_empty=False)
+
+
+async def test_lost_requests_are_recovered_once_per_broker_restart(
+    broker: tuple[AmqpTransport, aio_pika.abc.AbstractChannel, str],
+) -> None:
+    transport, channel, _ = broker
+    runs: list[str] = []
+
+    async def republish() -> None:
+        runs.append("republish")
+
+    async def fails() -> None:
+        raise RuntimeError("database away")
+
+    await transport.recover_lost_requests(republish)  # whatever the broker's past
+    runs.clear()
+    assert await transport.recover_lost_requests(republish) is False
+    # what a restart does to the non-durable marker
+    await channel.exchange_delete(EPOCH_EXCHANGE)
+    with pytest.raises(RuntimeError, match="database away"):
+        await transport.recover_lost_requests(fails)
+    assert runs == []  # not done: the next check does it
+    assert await transport.recover_lost_requests(republish) is True
+    other = AmqpTransport(transport.url)  # another process sharing the database
+    await other.connect()
+    try:
+        assert await other.recover_lost_requests(republish) is False
+    finally:
+        await other.close()
+    assert await transport.recover_lost_requests(republish) is False
+    assert runs == ["republish"]

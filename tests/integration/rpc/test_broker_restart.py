@@ -3,38 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from mcoflow.rpc import HostProfile, Outcome, Reply, Request
-from tests.rpc_fixtures import Keys, Lab, assert_eventually, require_amqp
+from tests.rpc_fixtures import (
+    Keys,
+    Lab,
+    assert_eventually,
+    queue_depth,
+    rabbitmqctl,
+    require_broker_restarts,
+    wait_for_depth,
+)
 
 pytestmark = pytest.mark.rabbitmq
 
 
-async def rabbitmqctl(*args: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        "rabbitmqctl",
-        *args,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await process.communicate()
-    assert process.returncode == 0, f"rabbitmqctl {' '.join(args)}: {stderr.decode()}"
-
-
 @pytest.fixture
 async def amqp_lab(collective: str, keys: Keys) -> AsyncIterator[Lab]:
-    url = require_amqp()
-    if shutil.which("rabbitmqctl") is None or os.geteuid() != 0:
-        message = "restarting RabbitMQ needs rabbitmqctl and root"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    url = require_broker_restarts()
     lab = Lab(url, collective, keys)
     try:
         yield lab
@@ -88,3 +78,24 @@ async def test_broker_restart_loses_no_request_and_no_reply(amqp_lab: Lab) -> No
     result = await client.call("echo", "run", identities=["web1"], timeout=10)
     assert result.result_for("web1").ok
     assert uuid.UUID(result.result_for("web1").request_id)
+
+
+async def test_a_call_in_progress_is_sent_again_when_the_broker_lost_it(amqp_lab: Lab) -> None:
+    # The host's queue exists but nobody consumes it: the request waits in the broker,
+    # which then restarts and loses it (requests are transient).
+    away = await amqp_lab.fleet(["db1", "db2"])
+    await away.stop()
+    client = await amqp_lab.client()
+    call = asyncio.create_task(client.call("echo", "run", {"n": 1}, identities=["db1"], timeout=60))
+    db1, db2 = (f"mcoflow.{amqp_lab.collective}.node.{h}" for h in ("db1", "db2"))
+    await wait_for_depth(amqp_lab.url, db1, 1)
+
+    await rabbitmqctl("stop_app")
+    await rabbitmqctl("start_app")
+    # once reconnected, the client publishes it again; the host comes back and answers
+    await wait_for_depth(amqp_lab.url, db1, 1)
+    assert await queue_depth(amqp_lab.url, db2) == 0  # only where it was due
+    await amqp_lab.fleet(["db1", "db2"])
+    result = await asyncio.wait_for(call, 30)
+    assert result.result_for("db1").ok
+    assert result.result_for("db1").data["echo"] == {"n": 1}
