@@ -376,13 +376,20 @@ async def _drop_queues(names: Sequence[str]) -> None:
 
 
 async def raw_broker_floor(report: Report, queues: int) -> None:
+    for persistent in (False, True):
+        await _raw_broker_floor(report, queues, persistent)
+
+
+async def _raw_broker_floor(report: Report, queues: int, persistent: bool) -> None:
     """What the broker alone spends, with no mcoflow at all, on the messages a fleet
-    sends: one persistent, confirmed message to each of ``queues`` durable queues (as a
-    request to each of that many hosts), consumed and acknowledged. Every remote step
-    costs one such message and one reply; the broker shares this machine's cores."""
+    sends: one confirmed message to each of ``queues`` durable queues (as a request to
+    each of that many hosts), consumed and acknowledged; transient with an expiration,
+    as mcoflow sends requests, and persistent for comparison. Every remote step costs
+    one such message and one reply; the broker shares this machine's cores."""
     import aio_pika
 
-    name = f"raw: 1 message to each of {queues} queues"
+    kind = "persistent" if persistent else "transient"
+    name = f"raw: 1 {kind} message to each of {queues} queues"
     run = uuid.uuid4().hex[:8]
     names = [f"mcoflow-bench.raw.{run}.{n}" for n in range(queues)]
     connection = await aio_pika.connect(AMQP_URL)
@@ -407,14 +414,16 @@ async def raw_broker_floor(report: Report, queues: int) -> None:
         cpu = CpuMeter(os.getpid(), [])
         started = time.perf_counter()
         body = b"x" * 800  # about a signed request's size
+        message = (
+            aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+            if persistent
+            else aio_pika.Message(body, expiration=60)
+        )
         room = asyncio.Semaphore(500)
 
         async def send(queue_name: str) -> None:
             async with room:
-                await publisher.default_exchange.publish(
-                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                    queue_name,
-                )
+                await publisher.default_exchange.publish(message, queue_name)
 
         await asyncio.gather(*(send(queue_name) for queue_name in names))
         await asyncio.wait_for(done.wait(), 300)

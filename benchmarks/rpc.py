@@ -7,7 +7,9 @@ to one named host), sequential and with 100 requests in flight; the time an agen
 serving N simulated identities takes to start (subscribe every identity); the time
 to discover N simulated hosts and to discover them and call ``package.status`` on
 all of them; and, beside them, the raw broker round-trip rate with plain aio-pika /
-nats-py and no mcoflow.
+nats-py and no mcoflow, and mcoflow's round trips as a percentage of the raw rate
+sent the same way (AMQP: transient requests, replies to the client's own transient
+queue, both with confirms; NATS: JetStream both ways).
 
 The hosts are the real agent daemon (``mcoflow.agent.daemon.AgentDaemon`` with
 ``simulate_hosts``): in a subprocess for RabbitMQ and NATS, in this process for the
@@ -388,6 +390,25 @@ async def mcoflow_figures(
     return figures
 
 
+# The raw figure sent as mcoflow sends: transient requests (AMQP; JetStream on NATS) and
+# replies to this client's own transient reply queue.
+SAME_DELIVERY = {"amqp": "raw transient+confirms", "nats": "raw jetstream"}
+
+
+def ratios_to_raw(
+    rows: list[tuple[str, float, str, int]], transport: str
+) -> list[tuple[str, float, str, int]]:
+    """mcoflow's round trips as a percentage of the raw rate with the same delivery."""
+    values = {metric: value for metric, value, _, _ in rows}
+    raw = SAME_DELIVERY.get(transport)
+    ratios = []
+    for shape in ("sequential", "100 in flight"):
+        ours, theirs = values.get(f"round trips {shape}"), values.get(f"{raw} {shape}")
+        if ours and theirs:
+            ratios.append((f"round trips {shape} / {raw}", 100 * ours / theirs, "%", 1))
+    return ratios
+
+
 async def run(args: argparse.Namespace) -> None:
     url = args.url or DEFAULT_URLS[args.transport]
     fleets = [int(n) for n in args.hosts.split(",") if n]
@@ -411,6 +432,7 @@ async def run(args: argparse.Namespace) -> None:
                 round_trips=not args.no_round_trips,
             )
         )
+    rows.extend(ratios_to_raw(rows, args.transport))
     if args.json:
         for metric, value, unit, n in rows:
             print(
@@ -430,9 +452,9 @@ async def run(args: argparse.Namespace) -> None:
         return
     batch = args.reply_batch or "auto"
     print(f"rpc benchmark  transport={args.transport}  cores={CORES}  reply_batch={batch}")
-    print(f"{'metric':<48} {'n':>7} {'value':>12}  unit")
+    print(f"{'metric':<52} {'n':>7} {'value':>12}  unit")
     for metric, value, unit, n in rows:
-        print(f"{metric:<48} {n:>7} {value:>12.2f}  {unit}")
+        print(f"{metric:<52} {n:>7} {value:>12.2f}  {unit}")
 
 
 def main() -> None:

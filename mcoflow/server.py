@@ -136,7 +136,7 @@ async def build_orchestrator(
         dead_after=settings.dead_after,
         retention=settings.retention_days * 86400,
     )
-    router.on_delivered = executor.wake
+    router.on_delivered = executor.wake_steps
     agents = []
     if local_agent or simulate_hosts:
         from mcoflow.agent.config import AgentConfig

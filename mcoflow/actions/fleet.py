@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,18 +165,14 @@ class FleetJob(WithSubPlans):
             )
             self.plan_self(**{**args, "hosts": found.output["hosts"]})
 
-    def create_sub_plans(self) -> list[SubPlan]:
+    def create_sub_plans(self) -> Iterator[SubPlan]:
         spec = self.input
-        return [
-            SubPlan(
-                *host_action(spec.kind, host, spec.packages, spec.services, spec.timeout),
-                label=host,
-            )
-            for host in spec.hosts
-        ]
+        for host in spec.hosts:
+            action, args = host_action(spec.kind, host, spec.packages, spec.services, spec.timeout)
+            yield SubPlan(action, args, label=host)
 
     def _total(self) -> int:
-        return int(self.data.get("created") or len(self.input.hosts))
+        return int(self.data.get("total") or len(self.input.hosts))
 
     def concurrency_limit(self) -> int | None:
         return self.input.concurrency  # type: ignore[no-any-return]

@@ -154,6 +154,10 @@ class Executor:
         self._wake.set()
         self._plan_wake.set()
 
+    def wake_steps(self) -> None:
+        """Events were delivered to steps: they may be due now (no plan-level work is)."""
+        self._wake.set()
+
     def wake_outbox(self) -> None:
         """Outbox messages may be due now (e.g. marked for publishing again)."""
         self._outbox_wake.set()

@@ -1345,13 +1345,13 @@ class Store:
             return
         await conn.execute(
             update(plans)
-            .where(plans.c.id.in_(chosen))
+            .where(self._among(plans.c.id, chosen))
             .values(state=PlanState.RUNNING.value, started_at=now)
         )
         await conn.execute(
             update(steps)
             .where(
-                steps.c.plan_id.in_(chosen),
+                self._among(steps.c.plan_id, chosen),
                 steps.c.has_run,
                 steps.c.pending_deps == 0,
                 steps.c.state == StepState.PENDING.value,

@@ -5,11 +5,13 @@ Counts always come from the database, so a restarted executor sees the same numb
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mcoflow.engine.action import Action, Event, EventKind
+from mcoflow.engine.records import SubPlanCounts
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class WithSubPlans(Action):
     coalesce_events = frozenset({EventKind.SUB_PLAN})
 
     def create_sub_plans(self) -> Iterable[SubPlan]:
+        """The children, the same ones in the same order every time: they are created a
+        chunk per run (``sub_plans_per_run``), each run taking up where the last stopped."""
         raise TypeError(f"{type(self).__name__} must implement create_sub_plans")
 
     def concurrency_limit(self) -> int | None:
@@ -51,26 +55,46 @@ class WithSubPlans(Action):
         """Seconds to wait between batches."""
         return 0.0
 
+    def sub_plans_per_run(self) -> int:
+        """Children created per run: the first ones start while the rest are planned, so a
+        fleet of thousands does not wait for all of them to be planned and stored."""
+        return 1000
+
     async def run(self, event: Event | None = None) -> None:
         ctx = self._running()
-        if event is None and not self.data.get("created"):
-            for spec in self.create_sub_plans():
-                ctx.create_sub_plan(spec.action, spec.args, spec.label)
-            self.data["created"] = len(ctx.sub_plans)
-            if not ctx.sub_plans:
-                self.output.update(total=0, success=0, failed=0, cancelled=0)
-                return
         if event is not None and event.kind is EventKind.CANCEL:
             self.data["cancelling"] = True
+        if "total" not in self.data:
+            specs = list(self.create_sub_plans())
+            # "created" alone: a plan stored before children were created in chunks
+            self.data["total"] = self.data.get("created", len(specs))
+            self.data.setdefault("created", 0)
+            if not specs:
+                self.output.update(total=0, success=0, failed=0, cancelled=0)
+                return
+        total, created = self.data["total"], self.data["created"]
         counts = await ctx.sub_plan_counts()
-        total = self.data["created"]
-        # children created in this very run are not in the database yet
-        planned = counts.planned if counts.total else total
-        limit = self.concurrency_limit()
         threshold = self.max_failures()
-        stopping = self.data.get("cancelling") or (
+        stopping = bool(self.data.get("cancelling")) or (
             threshold is not None and counts.failed >= threshold
         )
+        if created < total:
+            # stopping: the rest is created too, to be cancelled with the others not started,
+            # so that every host has its sub-plan and its line in the results
+            size = total - created if stopping else self.sub_plans_per_run()
+            chunk = list(itertools.islice(self.create_sub_plans(), created, created + size))
+            for spec in chunk:
+                ctx.create_sub_plan(spec.action, spec.args, spec.label)
+            # (ctx.sub_plans also holds those of earlier events delivered in this claim)
+            self.data["created"] = created = created + len(chunk)
+            if created < total or stopping:
+                self.schedule_event({"more": True}, after=0)  # the next chunk, or the recount
+                if stopping:
+                    self.suspend()
+                    return
+        # children created in this claim are not in the database yet
+        planned = counts.planned + len(ctx.sub_plans)
+        limit = self.concurrency_limit()
         if self.data.get("cancelling"):
             ctx.cancel_sub_plans = ctx.cancel_paused_sub_plans = True
         if stopping and (
@@ -83,9 +107,9 @@ class WithSubPlans(Action):
             self.suspend()
             return
         if not stopping:
-            self._start_more(counts.running, planned, limit, total, event)
+            self._start_more(counts, planned, limit, total, event)
         self.set_progress(counts.finished / total if total else 1.0)
-        if counts.total and planned == 0 and counts.running == 0:
+        if created == total and counts.total == total and counts.settled:
             self.output.update(
                 total=total,
                 success=counts.success + counts.warning,
@@ -104,17 +128,22 @@ class WithSubPlans(Action):
         self.suspend()
 
     def _start_more(
-        self, running: int, planned: int, limit: int | None, total: int, event: Event | None
+        self,
+        counts: SubPlanCounts,
+        planned: int,
+        limit: int | None,
+        total: int,
+        event: Event | None,
     ) -> None:
         ctx = self._running()
         batch = self.batch_size()
         if batch is None:
             ctx.start_sub_plans = limit if limit is not None else total
             return
-        if running or not planned:
+        if counts.running or not planned:
             return
         sleep = self.batch_sleep()
-        first = planned == total
+        first = counts.total == counts.planned  # none has started yet
         due = event is not None and bool(event.payload.get("next_batch"))
         if sleep > 0 and not first and not due:
             if not self.data.get("batch_timer"):

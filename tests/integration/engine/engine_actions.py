@@ -189,6 +189,7 @@ class Fleet(WithSubPlans):
         limit: int | None = None
         max_failures: int | None = None
         child: str = "wait"
+        per_run: int = 1000  # children created per run of the parent
 
     def create_sub_plans(self) -> list[SubPlan]:
         child = {"wait": WaitForEvent, "flaky": Flaky}[self.input.child]
@@ -200,3 +201,6 @@ class Fleet(WithSubPlans):
 
     def max_failures(self) -> int | None:
         return self.input.max_failures
+
+    def sub_plans_per_run(self) -> int:
+        return self.input.per_run

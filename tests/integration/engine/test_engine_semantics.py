@@ -290,10 +290,14 @@ async def test_delay_validates_input_now(harness: EngineHarness) -> None:
         await harness.world.delay(A.Add, start_at=time.time() + 60, a="x")
 
 
-async def test_sub_plans_respect_the_concurrency_limit(harness: EngineHarness) -> None:
+# per_run: all children created in the first run, or two at a time while the first run
+@pytest.mark.parametrize("per_run", [1000, 2])
+async def test_sub_plans_respect_the_concurrency_limit(
+    harness: EngineHarness, per_run: int
+) -> None:
     world = harness.world
     hosts = [f"h{i}" for i in range(7)]
-    plan = await world.trigger(A.Fleet, hosts=hosts, limit=3)
+    plan = await world.trigger(A.Fleet, hosts=hosts, limit=3, per_run=per_run)
     max_running = 0
     finished: set[str] = set()
     deadline = time.monotonic() + 30
@@ -318,11 +322,16 @@ async def test_sub_plans_respect_the_concurrency_limit(harness: EngineHarness) -
     assert counts.success == 7 and counts.total == 7
 
 
-async def test_sub_plans_stop_after_the_failure_threshold(harness: EngineHarness) -> None:
+@pytest.mark.parametrize("per_run", [1000, 2])
+async def test_sub_plans_stop_after_the_failure_threshold(
+    harness: EngineHarness, per_run: int
+) -> None:
     world = harness.world
     hosts = [f"h{i}" for i in range(10)]
     A.FAILING.update(hosts[:3])
-    plan = await world.trigger(A.Fleet, hosts=hosts, limit=1, max_failures=2, child="flaky")
+    plan = await world.trigger(
+        A.Fleet, hosts=hosts, limit=1, max_failures=2, child="flaky", per_run=per_run
+    )
     done = await world.wait(plan.id, timeout=30)
     assert (done.state, done.result) == (PlanState.PAUSED, PlanResult.ERROR)
     (parent, *_) = await world.steps(plan.id)
@@ -331,6 +340,8 @@ async def test_sub_plans_stop_after_the_failure_threshold(harness: EngineHarness
     assert counts.paused == 2  # the two failed hosts wait for the operator
     assert counts.cancelled == 8  # the rest was never started
     assert counts.success == 0
+    # every host has its sub-plan, created or not when the job stopped
+    assert sorted(c.label for c in await world.store.child_plans(plan.id)) == sorted(hosts)
 
 
 async def test_list_plans_filters_sorts_and_pages(harness: EngineHarness) -> None:
@@ -392,11 +403,12 @@ async def test_claims_of_a_dead_executor_are_released(db_url: str) -> None:
         assert (await h.world.wait(not_idempotent.id)).result is PlanResult.SUCCESS
 
 
+@pytest.mark.parametrize("per_run", [1000, 1])
 async def test_cancelling_a_fleet_cancels_children_not_started_and_running(
-    harness: EngineHarness,
+    harness: EngineHarness, per_run: int
 ) -> None:
     world = harness.world
-    plan = await world.trigger(A.Fleet, hosts=[f"h{i}" for i in range(6)], limit=2)
+    plan = await world.trigger(A.Fleet, hosts=[f"h{i}" for i in range(6)], limit=2, per_run=per_run)
 
     async def two_running() -> None:
         children = await world.store.child_plans(plan.id)
@@ -408,6 +420,7 @@ async def test_cancelling_a_fleet_cancels_children_not_started_and_running(
     assert done.result is PlanResult.CANCELLED
     children = await world.store.child_plans(plan.id)
     assert {(c.state, c.result) for c in children} == {(PlanState.STOPPED, PlanResult.CANCELLED)}
+    assert len(children) == 6
 
 
 @pytest.mark.postgresql
