@@ -64,6 +64,7 @@ class WithSubPlans(Action):
         ctx = self._running()
         if event is not None and event.kind is EventKind.CANCEL:
             self.data["cancelling"] = True
+        specs: list[SubPlan] | None = None
         if "total" not in self.data:
             specs = list(self.create_sub_plans())
             # "created" alone: a plan stored before children were created in chunks
@@ -82,7 +83,8 @@ class WithSubPlans(Action):
             # stopping: the rest is created too, to be cancelled with the others not started,
             # so that every host has its sub-plan and its line in the results
             size = total - created if stopping else self.sub_plans_per_run()
-            chunk = list(itertools.islice(self.create_sub_plans(), created, created + size))
+            source = specs if specs is not None else self.create_sub_plans()
+            chunk = list(itertools.islice(source, created, created + size))
             for spec in chunk:
                 ctx.create_sub_plan(spec.action, spec.args, spec.label)
             # (ctx.sub_plans also holds those of earlier events delivered in this claim)
