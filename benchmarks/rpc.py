@@ -295,7 +295,19 @@ async def raw_rates(url: str, sequential: int, parallel: int) -> dict[str, float
             await nc.close()
     finally:
         await child.stop()
+        if url.startswith("amqp"):
+            await drop_raw_queues(url)
     return figures
+
+
+async def drop_raw_queues(url: str) -> None:
+    import aio_pika
+
+    connection = await aio_pika.connect(url)
+    async with connection:
+        for persistent in (False, True):
+            channel = await connection.channel()
+            await channel.queue_delete(f"{RAW_QUEUE}.{persistent}")
 
 
 async def mcoflow_figures(

@@ -17,6 +17,8 @@ work. A broker restart loses the requests it held, so senders publish again what
 still waits for an answer: the RPC client on ``on_reconnect``, the engine's outbox
 through ``recover_lost_requests`` (told by a non-durable marker exchange that
 vanishes with a restart). Hosts answer a repeated request id from their journal.
+One broker is assumed: in a cluster the marker outlives the restart of one node, and
+requests lost with that node's queues end as step timeouts (resumable).
 The connection is robust: on loss it reconnects and restores the topology and the
 consumers, and publishing waits for the reconnection (up to ``publish_timeout``)
 instead of losing the message. A retried publish may arrive twice; receivers
