@@ -108,9 +108,9 @@ class Report:
             f"load average now {load}",
             file=out,
         )
-        print(f"{'figure':<44}{'metric':<30}{'value':>12}  unit", file=out)
+        print(f"{'figure':<50}{'metric':<30}{'value':>12}  unit", file=out)
         for benchmark, metric, value, unit, _ in self.rows:
-            print(f"{benchmark:<44}{metric:<30}{value:>12,.2f}  {unit}", file=out)
+            print(f"{benchmark:<50}{metric:<30}{value:>12,.2f}  {unit}", file=out)
 
 
 def log(message: str) -> None:
@@ -389,7 +389,7 @@ async def _raw_broker_floor(report: Report, queues: int, persistent: bool) -> No
     import aio_pika
 
     kind = "persistent" if persistent else "transient"
-    name = f"raw: 1 {kind} message to each of {queues} queues"
+    name = f"raw: 1 {kind} msg to each of {queues} queues"
     run = uuid.uuid4().hex[:8]
     names = [f"mcoflow-bench.raw.{run}.{n}" for n in range(queues)]
     connection = await aio_pika.connect(AMQP_URL)
