@@ -1,0 +1,39 @@
+"""Every query of the engine, for SQLite and PostgreSQL, on SQLAlchemy 2 Core: the one
+place for the engine's SQL.
+
+The database is the single source of truth. Invariant kept by every write here:
+``steps.ready_at`` is set exactly when a step can be claimed. Writes that decide a
+plan's fate lock the plan row first, so two executors never settle one plan from
+stale views.
+
+- ``base``: the engine, write and read transactions, retries;
+- ``statements``: the bulk statements of the write path and the dialect's list parameters;
+- ``reads``: what the console, the CLI and the executor's loops read;
+- ``outbox``: claiming, publishing and republishing outbox messages;
+- ``core``: ``Store``, with the write path (plans, claims, outcomes, events, operator
+  actions, sub-plans, executors, retention).
+"""
+
+from __future__ import annotations
+
+from mcoflow.engine.store.base import (
+    WAKE_CHANNEL,
+    InvalidOperation,
+    PlanNotFound,
+    is_transient_error,
+    normalize_url,
+)
+from mcoflow.engine.store.core import ABNORMAL_TERMINATION, Store
+from mcoflow.engine.store.reads import Page, PlanFilter
+
+__all__ = [
+    "ABNORMAL_TERMINATION",
+    "WAKE_CHANNEL",
+    "InvalidOperation",
+    "Page",
+    "PlanFilter",
+    "PlanNotFound",
+    "Store",
+    "is_transient_error",
+    "normalize_url",
+]
