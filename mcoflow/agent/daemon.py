@@ -67,7 +67,12 @@ class AgentDaemon:
         if not self.verifier.names:
             log.warning("no trusted keys in %s: every request will be refused", config.trusted_keys)
         self.signer = Signer.from_file(config.key_file, config.key_name)
-        self.journal = Journal(config.journal_file, retention=config.journal_retention)
+        self.journal = Journal(
+            config.journal_file,
+            retention=config.journal_retention,
+            # simulated hosts change nothing real: no fsync per request for thousands of them
+            synced=not config.simulate_hosts,
+        )
         identities = config.host_identities()
         self.hosts: dict[str, HostContext] = self._make_hosts(identities)
         self.dispatcher = Dispatcher(

@@ -56,15 +56,30 @@ class JournalEntry:
 
 
 class Journal:
-    def __init__(self, path: Path | None = None, *, retention: float = DEFAULT_RETENTION) -> None:
+    def __init__(
+        self,
+        path: Path | None = None,
+        *,
+        retention: float = DEFAULT_RETENTION,
+        synced: bool = True,
+    ) -> None:
+        """``synced``: every commit reaches the disk before the command runs, so "at most
+        once" holds across a power loss too (an fsync per record; a package install takes
+        far longer). Without it a crash of the agent is safe, an OS crash may forget the
+        last records: for simulated hosts, which have nothing to lose."""
         self.path = path
         self.retention = retention
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path) if path is not None else ":memory:")
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if synced else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
+
+    @property
+    def synced(self) -> bool:
+        (level,) = self._db.execute("PRAGMA synchronous").fetchone()
+        return int(level) >= 2
 
     def close(self) -> None:
         self._db.close()

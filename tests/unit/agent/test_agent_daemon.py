@@ -208,6 +208,15 @@ async def test_a_single_identity_does_not_batch(harness: Any) -> None:
     assert harness.daemon.dispatcher.batcher is None
 
 
+async def test_a_host_syncs_its_journal_and_simulated_hosts_do_not(
+    harness: Any, harness_factory: Any, tmp_path: Path
+) -> None:
+    # a real host's "running" record must survive a power loss before the command runs
+    assert harness.daemon.journal.synced
+    simulated = await harness_factory(simulate_hosts=3, journal_file=tmp_path / "sim.sqlite")
+    assert not simulated.daemon.journal.synced
+
+
 async def test_refusals_are_logged(
     harness: Any, make_request: MakeRequest, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -42,3 +42,11 @@ def test_prune_forgets_entries_past_retention() -> None:
     assert journal.prune(now=112.0) == 1
     assert journal.lookup("web1", "old") is None
     assert journal.lookup("web1", "new") is not None
+
+
+def test_a_journal_syncs_every_commit_unless_told_not_to(tmp_path: Path) -> None:
+    synced = Journal(tmp_path / "a.sqlite")
+    relaxed = Journal(tmp_path / "b.sqlite", synced=False)
+    assert synced.synced and not relaxed.synced
+    synced.close()
+    relaxed.close()
