@@ -361,7 +361,9 @@ class Executor:
                     await conn.execute(f"LISTEN {WAKE_CHANNEL}")
                     self.listening.set()
                     self.wake()  # anything missed while not listening
-                    async for _notify in conn.notifies():
+                    async for notify in conn.notifies():
+                        if notify.payload == self.store.notify_origin:
+                            continue  # this process's own commit: already woken in-process
                         self.wake()
                         self._outbox_wake.set()
             except psycopg.OperationalError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement, TextClause
 from mcoflow.engine.store.statements import among, columns, pairs_among
 
 WAKE_CHANNEL = "mcoflow_wake"
+_NOTIFY = text("SELECT pg_notify(:channel, :origin)")
 log = logging.getLogger("mcoflow.store")
 
 
@@ -52,6 +54,7 @@ class StoreBase:
         # sees it grow across its own commit wakes its plan loop (else it just polls)
         self.plan_work_marks = 0
         self.dialect = self.url.get_backend_name()
+        self.notify_origin = uuid.uuid4().hex
         kwargs: dict[str, Any] = {}
         if self.dialect == "postgresql":
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
@@ -114,9 +117,11 @@ class StoreBase:
             yield conn
 
     async def _notify(self, conn: AsyncConnection) -> None:
-        """Wake idle executors elsewhere when this transaction commits (PostgreSQL)."""
+        """Wake idle executors elsewhere when this transaction commits (PostgreSQL). The
+        payload names this store, so that its own executor, already woken in-process,
+        ignores it (else every commit here also costs a round of queries there)."""
         if self.is_postgresql:
-            await conn.execute(text(f"NOTIFY {WAKE_CHANNEL}"))
+            await conn.execute(_NOTIFY, {"channel": WAKE_CHANNEL, "origin": self.notify_origin})
 
     def listen_conninfo(self) -> str:
         return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
