@@ -65,6 +65,12 @@ def default_journal_file() -> Path:
     return Path(state) / "mcoflow" / "agent" / "journal.sqlite"
 
 
+_REAL_PACKAGES = frozenset(
+    {PackageChoice.AUTO, PackageChoice.APT, PackageChoice.DNF, PackageChoice.YUM}
+)
+_REAL_SERVICES = frozenset({ServiceChoice.AUTO, ServiceChoice.SYSTEMD, ServiceChoice.SYSV})
+
+
 class AgentConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MCOFLOW_AGENT_", frozen=True, extra="forbid")
 
@@ -125,16 +131,17 @@ class AgentConfig(BaseSettings):
         names = self.host_identities()
         if len(set(names)) != len(names):
             raise ValueError("identities must be unique")
-        real = {PackageChoice.AUTO, PackageChoice.APT, PackageChoice.DNF, PackageChoice.YUM}
-        real_services = {ServiceChoice.AUTO, ServiceChoice.SYSTEMD, ServiceChoice.SYSV}
-        if len(names) > 1 and (
-            self.package_provider in real or self.service_provider in real_services
-        ):
+        if len(names) > 1 and self.changes_the_host:
             raise ValueError(
                 "several identities in one process need package_provider and "
                 "service_provider 'simulated' (or 'none'): they cannot share one real OS"
             )
         return self
+
+    @property
+    def changes_the_host(self) -> bool:
+        """Whether a provider acts on this machine (not simulated, not none)."""
+        return self.package_provider in _REAL_PACKAGES or self.service_provider in _REAL_SERVICES
 
     def reply_batch_size(self) -> int:
         if self.reply_batch is not None:

@@ -70,8 +70,8 @@ class AgentDaemon:
         self.journal = Journal(
             config.journal_file,
             retention=config.journal_retention,
-            # simulated hosts change nothing real: no fsync per request for thousands of them
-            synced=not config.simulate_hosts,
+            # simulated providers change nothing real: no fsync per request for them
+            synced=config.changes_the_host,
         )
         identities = config.host_identities()
         self.hosts: dict[str, HostContext] = self._make_hosts(identities)

@@ -209,11 +209,15 @@ async def test_a_single_identity_does_not_batch(harness: Any) -> None:
 
 
 async def test_a_host_syncs_its_journal_and_simulated_hosts_do_not(
-    harness: Any, harness_factory: Any, tmp_path: Path
+    harness_factory: Any, tmp_path: Path
 ) -> None:
     # a real host's "running" record must survive a power loss before the command runs
-    assert harness.daemon.journal.synced
-    simulated = await harness_factory(simulate_hosts=3, journal_file=tmp_path / "sim.sqlite")
+    real = await harness_factory(
+        package_provider="apt", service_provider="sysv", journal_file=tmp_path / "real.sqlite"
+    )
+    assert real.daemon.config.changes_the_host and real.daemon.journal.synced
+    simulated = await harness_factory(journal_file=tmp_path / "sim.sqlite")
+    assert not simulated.daemon.config.changes_the_host
     assert not simulated.daemon.journal.synced
 
 
