@@ -1,0 +1,288 @@
+"""The operator's jobs: `mcoflow install | uninstall | restart | install-and-restart`
+(trigger, then follow with a live progress display) and `mcoflow discover`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from mcoflow.cli.app import (
+    DbOption,
+    app,
+    console,
+    open_world,
+)
+
+# ---- the operator's jobs ------------------------------------------------------------
+
+FilterOption = Annotated[
+    str | None,
+    typer.Option("--filter", help="select hosts by discovery: 'os_family=debian class:web'"),
+]
+ConcurrencyOption = Annotated[int | None, typer.Option(help="hosts at a time")]
+BatchOption = Annotated[str | None, typer.Option("--batch", help="batch size: n or n%")]
+MaxFailuresOption = Annotated[str | None, typer.Option(help="stop after n (or n%) failed hosts")]
+NoWaitOption = Annotated[bool, typer.Option("--no-wait", help="trigger and return")]
+TimeoutOption = Annotated[float | None, typer.Option(help="seconds a host may take")]
+
+
+def _split_targets(args: list[str], filter_: str | None, what: str) -> tuple[str, list[str]]:
+    """With --filter every argument is a package/service; else the first is HOSTS."""
+    if filter_:
+        return "", args
+    if len(args) < 2:
+        console.print(f"[red]error:[/red] give HOSTS (comma-separated) and at least one {what}")
+        raise typer.Exit(2)
+    return args[0], args[1:]
+
+
+def _job(
+    kind: str,
+    hosts: str,
+    filter_: str | None,
+    parameter: str,
+    *,
+    db: str | None,
+    concurrency: int | None,
+    batch: str | None,
+    max_failures: str | None,
+    timeout: float | None,
+    no_wait: bool,
+) -> None:
+    from mcoflow.actions import JobInputError, Jobs
+
+    async def main() -> int:
+        world = await open_world(db)
+        try:
+            try:
+                plan = await Jobs(world).trigger(
+                    kind,
+                    hosts=hosts,
+                    filter=filter_,
+                    parameter=parameter,
+                    concurrency=concurrency,
+                    batch_size=batch,
+                    max_failures=max_failures,
+                    timeout=timeout,
+                    by="cli",
+                )
+            except JobInputError as exc:
+                console.print(f"[red]error:[/red] {exc.field}: {exc.message}")
+                return 2
+            console.print(f"plan {plan.id}: {plan.label}")
+            if no_wait:
+                return 0
+            if not await world.executors():
+                console.print(
+                    "[yellow]no executor is running: the plan starts when one does "
+                    "(`mcoflow serve`)[/yellow]"
+                )
+                return 3
+            return await _follow(world, plan.id)
+        finally:
+            await world.close()
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+async def _follow(world: Any, plan_id: str) -> int:
+    """Show progress until the plan stops or pauses, then a per-host result table."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mcoflow.actions import host_results
+    from mcoflow.actions.jobs import wait_with_progress
+    from mcoflow.engine import PlanResult
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("running", total=1.0)
+
+        def update(plan: Any) -> None:
+            progress.update(task, completed=plan.progress, description=plan.state.value)
+
+        plan = await wait_with_progress(world, plan_id, update)
+    rows = await host_results(world, plan_id)
+    table = Table(title=f"{plan.label}: {plan.state.value}, result {plan.result.value}")
+    if rows:
+        for col in ("host", "state", "result", "seconds", "message"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(
+                r.host,
+                r.state.value,
+                r.result.value,
+                "" if r.duration is None else f"{r.duration:.1f}",
+                r.message[:100],
+            )
+    else:
+        for col in ("step", "action", "state", "output / error"):
+            table.add_column(col)
+        for s in await world.steps(plan_id):
+            if not s.has_run:
+                continue
+            detail = s.error["message"] if s.error else json.dumps(s.output or {})
+            table.add_row(str(s.idx), s.action, s.state.value, detail[:100])
+    console.print(table)
+    if plan.result is not PlanResult.SUCCESS:
+        console.print(
+            f"plan {plan.id} {plan.state.value} with result {plan.result.value}"
+            + (f": {plan.error}" if plan.error else "")
+            + (
+                "; `mcoflow plans resume|skip|cancel` to go on"
+                if plan.state.value == "paused"
+                else ""
+            )
+        )
+        return 1
+    return 0
+
+
+@app.command()
+def install(
+    args: Annotated[list[str], typer.Argument(help="HOSTS PACKAGE... (HOSTS comma-separated)")],
+    filter_: FilterOption = None,
+    concurrency: ConcurrencyOption = None,
+    batch: BatchOption = None,
+    max_failures: MaxFailuresOption = None,
+    timeout: TimeoutOption = None,
+    no_wait: NoWaitOption = False,
+    db: DbOption = None,
+) -> None:
+    """Install packages on hosts."""
+    hosts, names = _split_targets(args, filter_, "package")
+    _job(
+        "install",
+        hosts,
+        filter_,
+        ",".join(names),
+        db=db,
+        concurrency=concurrency,
+        batch=batch,
+        max_failures=max_failures,
+        timeout=timeout,
+        no_wait=no_wait,
+    )
+
+
+@app.command()
+def uninstall(
+    args: Annotated[list[str], typer.Argument(help="HOSTS PACKAGE... (HOSTS comma-separated)")],
+    filter_: FilterOption = None,
+    concurrency: ConcurrencyOption = None,
+    batch: BatchOption = None,
+    max_failures: MaxFailuresOption = None,
+    timeout: TimeoutOption = None,
+    no_wait: NoWaitOption = False,
+    db: DbOption = None,
+) -> None:
+    """Remove packages from hosts."""
+    hosts, names = _split_targets(args, filter_, "package")
+    _job(
+        "uninstall",
+        hosts,
+        filter_,
+        ",".join(names),
+        db=db,
+        concurrency=concurrency,
+        batch=batch,
+        max_failures=max_failures,
+        timeout=timeout,
+        no_wait=no_wait,
+    )
+
+
+@app.command()
+def restart(
+    args: Annotated[list[str], typer.Argument(help="HOSTS SERVICE... (HOSTS comma-separated)")],
+    filter_: FilterOption = None,
+    concurrency: ConcurrencyOption = None,
+    batch: BatchOption = None,
+    max_failures: MaxFailuresOption = None,
+    timeout: TimeoutOption = None,
+    no_wait: NoWaitOption = False,
+    db: DbOption = None,
+) -> None:
+    """Restart services on hosts."""
+    hosts, names = _split_targets(args, filter_, "service")
+    _job(
+        "restart",
+        hosts,
+        filter_,
+        ",".join(names),
+        db=db,
+        concurrency=concurrency,
+        batch=batch,
+        max_failures=max_failures,
+        timeout=timeout,
+        no_wait=no_wait,
+    )
+
+
+@app.command("install-and-restart")
+def install_and_restart(
+    args: Annotated[list[str], typer.Argument(help="HOSTS 'pkg1,pkg2;svc1,svc2'")],
+    filter_: FilterOption = None,
+    concurrency: ConcurrencyOption = None,
+    batch: BatchOption = None,
+    max_failures: MaxFailuresOption = None,
+    timeout: TimeoutOption = None,
+    no_wait: NoWaitOption = False,
+    db: DbOption = None,
+) -> None:
+    """Install packages, then restart services if an install changed the host."""
+    hosts, names = _split_targets(args, filter_, "parameter")
+    if len(names) != 1:
+        console.print("[red]error:[/red] parameter: give one 'pkg1,pkg2;svc1,svc2' argument")
+        raise typer.Exit(2)
+    _job(
+        "install-and-restart",
+        hosts,
+        filter_,
+        names[0],
+        db=db,
+        concurrency=concurrency,
+        batch=batch,
+        max_failures=max_failures,
+        timeout=timeout,
+        no_wait=no_wait,
+    )
+
+
+@app.command()
+def discover(
+    filter_: FilterOption = None,
+    db: DbOption = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for replies")] = 2.0,
+) -> None:
+    """List the hosts that answer (through the running executor's broker)."""
+    from mcoflow.actions import JobInputError, Jobs
+
+    async def main() -> int:
+        world = await open_world(db)
+        try:
+            if not await world.executors():
+                console.print("[red]error:[/red] no executor is running: start `mcoflow serve`")
+                return 3
+            try:
+                hosts = await Jobs(world).discover(filter_, timeout=timeout)
+            except JobInputError as exc:
+                console.print(f"[red]error:[/red] {exc.field}: {exc.message}")
+                return 2
+        finally:
+            await world.close()
+        for host in hosts:
+            console.print(host)
+        console.print(f"{len(hosts)} hosts")
+        return 0
+
+    raise typer.Exit(asyncio.run(main()))
