@@ -155,6 +155,8 @@ class StepOutcome:
     messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     sub_plans: list[NewPlan] = field(default_factory=list)
     start_sub_plans: int | None = None  # keep at most this many children running
+    # ... unless this many have failed by the time the outcome commits
+    start_unless_failed: int | None = None
     dependents: tuple[int, ...] = ()
     ref_dependents: tuple[int, ...] = ()
     cancel_sub_plans: bool = False

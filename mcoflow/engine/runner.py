@@ -45,6 +45,7 @@ class RunContext:
     messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     sub_plans: list[NewPlan] = field(default_factory=list)
     start_sub_plans: int | None = None
+    start_unless_failed: int | None = None
     cancel_sub_plans: bool = False
     cancel_paused_sub_plans: bool = False
 
@@ -190,6 +191,7 @@ async def run_step(claimed: ClaimedStep, counts: CountsFn | None = None) -> Step
         messages=ctx.messages,
         sub_plans=ctx.sub_plans,
         start_sub_plans=ctx.start_sub_plans if error is None else None,
+        start_unless_failed=ctx.start_unless_failed,
         dependents=claimed.dependents,
         ref_dependents=claimed.ref_dependents,
         cancel_sub_plans=ctx.cancel_sub_plans and error is None,

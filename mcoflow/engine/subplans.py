@@ -138,6 +138,7 @@ class WithSubPlans(Action):
         event: Event | None,
     ) -> None:
         ctx = self._running()
+        ctx.start_unless_failed = self.max_failures()
         batch = self.batch_size()
         if batch is None:
             ctx.start_sub_plans = limit if limit is not None else total

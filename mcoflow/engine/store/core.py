@@ -435,7 +435,9 @@ class Store(ReadQueries, OutboxQueries):
                     conn, o.plan_id, o.idx, now, by, include_paused=o.cancel_paused_sub_plans
                 )
             if o.start_sub_plans is not None:
-                await self._start_children(conn, o.plan_id, o.idx, o.start_sub_plans, now, by)
+                await self._start_children(
+                    conn, o.plan_id, o.idx, o.start_sub_plans, o.start_unless_failed, now, by
+                )
         await self._settle(conn, plan_ids, now, by=by)
 
     async def _lock_plans(self, conn: AsyncConnection, plan_ids: list[str]) -> dict[str, bool]:
@@ -1007,12 +1009,17 @@ class Store(ReadQueries, OutboxQueries):
         plan_id: str,
         step_idx: int,
         limit: int,
+        max_failed: int | None,
         now: float,
         by: str,
     ) -> None:
+        """Start planned children up to ``limit`` running; none once ``max_failed`` have
+        failed, counted now: a child may have failed since its parent's run counted."""
         counts = await self._sub_plan_counts(conn, plan_id, step_idx)
         room = limit - counts.running
         if room <= 0 or counts.planned == 0:
+            return
+        if max_failed is not None and counts.failed >= max_failed:
             return
         chosen = [
             r.id

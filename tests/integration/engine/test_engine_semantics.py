@@ -290,8 +290,9 @@ async def test_delay_validates_input_now(harness: EngineHarness) -> None:
         await harness.world.delay(A.Add, start_at=time.time() + 60, a="x")
 
 
-# per_run: all children created in the first run, or two at a time while the first run
-@pytest.mark.parametrize("per_run", [1000, 2])
+# per_run: all children created in the first run, or a chunk (the limit's size, so the
+# limit is reached at once and seen) per run while the first ones run
+@pytest.mark.parametrize("per_run", [1000, 3])
 async def test_sub_plans_respect_the_concurrency_limit(
     harness: EngineHarness, per_run: int
 ) -> None:
