@@ -98,11 +98,10 @@ async def queue_depth(url: str, name: str) -> int:
 async def wait_for_depth(url: str, name: str, depth: int, timeout: float = 20) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        try:
+        # a connection refused means the broker is still starting: ask again
+        with contextlib.suppress(aio_pika.exceptions.AMQPConnectionError):
             if await queue_depth(url, name) == depth:
                 return
-        except aio_pika.exceptions.AMQPConnectionError:
-            pass  # the broker is still starting
         assert asyncio.get_running_loop().time() < deadline, f"{name} never held {depth}"
         await asyncio.sleep(0.1)
 

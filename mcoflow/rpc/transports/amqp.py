@@ -197,13 +197,7 @@ class AmqpTransport(Transport):
             raise TransportError("AMQP transport is not connected")
         # Raw channels: aio-pika's robust ones would re-declare the marker on their own.
         amqp = self._connection.transport.connection
-        channel = await amqp.channel()
-        try:
-            await channel.exchange_declare(EPOCH_EXCHANGE, exchange_type="fanout", passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            pass  # gone with a restart (or never made); that closed the channel
-        else:
-            await channel.close()
+        if await _epoch_marker_exists(amqp):
             return False
         await republish()
         channel = await amqp.channel()
@@ -395,6 +389,16 @@ class AmqpTransport(Transport):
     async def forget_host(self, *, identity: str, collective: str) -> None:
         async with self._setup_channel() as channel:
             await channel.queue_delete(host_queue_name(collective, identity))
+
+
+async def _epoch_marker_exists(amqp: aiormq.abc.AbstractConnection) -> bool:
+    channel = await amqp.channel()
+    try:
+        await channel.exchange_declare(EPOCH_EXCHANGE, exchange_type="fanout", passive=True)
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        return False  # gone with a restart, or never made (this also closed the channel)
+    await channel.close()
+    return True
 
 
 def _properties(*, persistent: bool, expiration: str | None = None) -> aiormq.spec.Basic.Properties:
