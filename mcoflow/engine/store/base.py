@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 
+from mcoflow.engine.store.pgarrays import use_fast_arrays
 from mcoflow.engine.store.statements import among, columns, pairs_among
 
 WAKE_CHANNEL = "mcoflow_wake"
@@ -60,6 +61,8 @@ class StoreBase:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self._write_lock: asyncio.Lock | None = None
+        if self.dialect == "postgresql":
+            _configure_postgresql(self.engine)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
             self._write_lock = asyncio.Lock()
@@ -156,6 +159,12 @@ def _is_retryable(exc: DBAPIError) -> bool:
     if code in {"40P01", "40001"}:  # deadlock detected, serialization failure
         return True
     return "database is locked" in str(exc.orig)
+
+
+def _configure_postgresql(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        use_fast_arrays(dbapi_connection.driver_connection)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
