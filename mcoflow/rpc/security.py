@@ -2,6 +2,11 @@
 
 A signed envelope is JSON ``{"v": 1, "signer": NAME, "body": B64, "sig": B64}``; the
 signature covers the raw body bytes, so a receiver checks it before parsing the body.
+
+Key files are PEM (``cryptography``); signing and checking go through libsodium
+(PyNaCl), which checks a signature in half the time OpenSSL takes. Every request and
+reply is checked at least once, by processes that handle thousands a second. Ed25519
+signatures are deterministic, so both produce the same bytes: the wire is unchanged.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
 
 from mcoflow.rpc.messages import MAX_MESSAGE_BYTES
 
@@ -93,6 +99,13 @@ class Signer:
     def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
         self.name = _check_name(name)
         self._key = private_key
+        self._sodium = SigningKey(
+            private_key.private_bytes(
+                serialization.Encoding.Raw,
+                serialization.PrivateFormat.Raw,
+                serialization.NoEncryption(),
+            )
+        )
 
     @classmethod
     def from_file(cls, path: Path, name: str | None = None) -> Signer:
@@ -103,7 +116,7 @@ class Signer:
         return self._key.public_key()
 
     def sign(self, body: bytes) -> bytes:
-        signature = self._key.sign(body)
+        signature = self._sodium.sign(body).signature
         envelope = {
             "v": 1,
             "signer": self.name,
@@ -121,7 +134,7 @@ class Verifier:
     CACHE_SIZE = 256
 
     def __init__(self, trusted: Mapping[str, Ed25519PublicKey]) -> None:
-        self._trusted = {_check_name(name): key for name, key in trusted.items()}
+        self._trusted = {_check_name(name): _verify_key(key) for name, key in trusted.items()}
         self._cache: OrderedDict[bytes, tuple[str, bytes]] = OrderedDict()
 
     @classmethod
@@ -147,13 +160,17 @@ class Verifier:
         if key is None:
             raise SecurityError(f"unknown signer {signer!r}")
         try:
-            key.verify(signature, body)
-        except InvalidSignature:
+            key.verify(body, signature)
+        except BadSignatureError:
             raise SecurityError(f"bad signature from {signer!r}") from None
         self._cache[envelope] = (signer, body)
         if len(self._cache) > self.CACHE_SIZE:
             self._cache.popitem(last=False)
         return signer, body
+
+
+def _verify_key(key: Ed25519PublicKey) -> VerifyKey:
+    return VerifyKey(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
 
 
 def unpack_envelope(envelope: bytes) -> tuple[str, bytes, bytes]:

@@ -72,6 +72,31 @@ def test_envelope_format(keys: Keys) -> None:
     assert len(base64.b64decode(frame["sig"])) == 64
 
 
+def test_signatures_are_standard_ed25519_both_ways() -> None:
+    """Signing goes through libsodium; any RFC 8032 implementation (here OpenSSL's, via
+    ``cryptography``) must produce and accept the same signatures."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = Ed25519PrivateKey.generate()
+    frame = json.loads(Signer("carol", private).sign(b"body"))
+    signature = base64.b64decode(frame["sig"])
+    assert signature == private.sign(b"body")  # deterministic: the very same bytes
+    private.public_key().verify(signature, b"body")
+
+    other = Ed25519PrivateKey.generate()
+    envelope = json.dumps(
+        {
+            "v": 1,
+            "signer": "carol",
+            "body": base64.b64encode(b"x").decode(),
+            "sig": base64.b64encode(other.sign(b"x")).decode(),
+        }
+    ).encode()
+    assert Verifier({"carol": other.public_key()}).open(envelope) == ("carol", b"x")
+    with pytest.raises(SecurityError, match="bad signature"):
+        Verifier({"carol": private.public_key()}).open(envelope)
+
+
 def tamper(envelope: bytes, **changes: object) -> bytes:
     frame = json.loads(envelope)
     frame.update(changes)
