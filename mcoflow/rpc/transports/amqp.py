@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
@@ -57,6 +58,7 @@ from mcoflow.rpc.transport import (
     Transport,
     TransportError,
 )
+from mcoflow.rpc.transports.amqp_acks import ChannelAcks
 
 __all__ = ["AmqpTransport"]
 
@@ -133,6 +135,8 @@ class AmqpTransport(Transport):
         self._subscriptions: set[_AmqpSubscription] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._reconnect_listeners: list[ReconnectListener] = []
+        # per consuming channel (a reconnection opens new ones; the old are forgotten)
+        self._acks: weakref.WeakKeyDictionary[Any, ChannelAcks] = weakref.WeakKeyDictionary()
         self._closing = False
 
     @property
@@ -217,6 +221,8 @@ class AmqpTransport(Transport):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for acks in list(self._acks.values()):
+            await acks.drain()
         connection, self._connection = self._connection, None
         self._channels, self._channel_load = [], []
         if connection is not None:
@@ -315,25 +321,32 @@ class AmqpTransport(Transport):
     # -- consuming --------------------------------------------------------------------
 
     def _callback(self, handler: Handler) -> Any:
-        async def process(message: AbstractIncomingMessage) -> None:
+        async def process(message: AbstractIncomingMessage, acks: ChannelAcks) -> None:
+            tag = message.delivery_tag
+            assert tag is not None  # consumers here always acknowledge
             try:
                 await handler(message.body)
             except Exception:
                 log.exception("handler failed; message given back to the broker")
                 # A short pause so a message that fails at once does not spin.
                 await asyncio.sleep(self.requeue_delay)
-                await _settle(message, ack=False)
+                await acks.nack(tag)
                 return
-            await _settle(message, ack=True)
+            acks.ack(tag)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
+            acks = self._acks.get(message.channel)
+            if acks is None:
+                acks = self._acks[message.channel] = ChannelAcks(message.channel)
+            if message.delivery_tag is not None:
+                acks.received(message.delivery_tag)
             # aio-pika cancels consumer callbacks when the connection drops; a broker
             # blip must not kill a command half way, so the work runs in its own task
-            # and finishes (its reply waits for the reconnection).
-            task = asyncio.get_running_loop().create_task(process(message))
+            # and finishes (its reply waits for the reconnection). Nothing waits for it
+            # here: the prefetch count already bounds how many run at once.
+            task = asyncio.get_running_loop().create_task(process(message, acks))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-            await asyncio.shield(task)
 
         return on_message
 
@@ -407,17 +420,6 @@ def _properties(*, persistent: bool, expiration: str | None = None) -> aiormq.sp
         delivery_mode=2 if persistent else 1,
         expiration=expiration,
     )
-
-
-async def _settle(message: AbstractIncomingMessage, *, ack: bool) -> None:
-    try:
-        if ack:
-            await message.ack()
-        else:
-            await message.nack(requeue=True)
-    except Exception as exc:
-        # The channel it came on is gone; the broker redelivers it on its own.
-        log.info("could not settle message (%r); the broker will redeliver it", exc)
 
 
 def _safe_url(url: str) -> str:
