@@ -320,26 +320,36 @@ class AmqpTransport(Transport):
 
     # -- consuming --------------------------------------------------------------------
 
-    def _callback(self, handler: Handler) -> Any:
+    def _callback(self, handler: Handler, *, acknowledge: bool = True) -> Any:
+        """``acknowledge=False`` for a consumer that takes deliveries unacknowledged
+        (``no_ack``): what its handler fails on is logged and dropped."""
+
         async def process(message: AbstractIncomingMessage, acks: ChannelAcks) -> None:
             tag = message.delivery_tag
-            assert tag is not None  # consumers here always acknowledge
+            assert tag is not None  # the broker numbers every delivery
             try:
                 await handler(message.body)
             except Exception:
+                if not acknowledge:
+                    log.exception("handler failed; the message is dropped")
+                    return
                 log.exception("handler failed; message given back to the broker")
                 # A short pause so a message that fails at once does not spin.
                 await asyncio.sleep(self.requeue_delay)
                 await acks.nack(tag)
                 return
-            acks.ack(tag)
+            if acknowledge:
+                acks.ack(tag)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             acks = self._acks.get(message.channel)
             if acks is None:
                 acks = self._acks[message.channel] = ChannelAcks(message.channel)
             if message.delivery_tag is not None:
-                acks.received(message.delivery_tag)
+                if acknowledge:
+                    acks.received(message.delivery_tag)
+                else:
+                    acks.unacknowledged(message.delivery_tag)
             # aio-pika cancels consumer callbacks when the connection drops; a broker
             # blip must not kill a command half way, so the work runs in its own task
             # and finishes (its reply waits for the reconnection). Nothing waits for it
@@ -391,10 +401,13 @@ class AmqpTransport(Transport):
     ) -> Subscription:
         async with self._setup_channel() as channel:
             if transient:
+                # this process's own queue, gone with it: acknowledging its deliveries
+                # would cost a frame each and protect nothing
                 queue = await channel.declare_queue(reply_to, exclusive=True, auto_delete=True)
+                tag = await queue.consume(self._callback(handler, acknowledge=False), no_ack=True)
             else:
                 queue = await channel.declare_queue(reply_to, durable=True)
-            tag = await queue.consume(self._callback(handler))
+                tag = await queue.consume(self._callback(handler))
         subscription = _AmqpSubscription(self, queue, tag)
         self._subscriptions.add(subscription)
         return subscription

@@ -42,6 +42,11 @@ class ChannelAcks:
     def received(self, tag: int) -> None:
         self._tags[tag] = _Tag.HANDLING
 
+    def unacknowledged(self, tag: int) -> None:
+        """A delivery to a ``no_ack`` consumer on this channel: nothing to send, but the
+        run of tags must step over it."""
+        self._tags[tag] = _Tag.SETTLED
+
     def ack(self, tag: int) -> None:
         self._tags[tag] = _Tag.FINISHED
         self._finished.append(tag)

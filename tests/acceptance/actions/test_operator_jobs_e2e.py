@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy.exc import DBAPIError
 
 from mcoflow.actions import FleetJob, Jobs, host_results
 from mcoflow.agent.providers.simulated import read_stats
@@ -316,9 +317,23 @@ def stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
 
 
 @pytest.fixture
-def stack_up(stack: Stack) -> Stack:
-    """The stack with its executor running (a test that killed it restarted one)."""
+async def stack_up(stack: Stack) -> Stack:
+    """The stack with its executor running (a test that killed it restarted one) and
+    registered: the CLI declines to follow a plan while no executor is."""
     assert stack.executor.alive(), f"the executor died:\n{stack.logs()}"
+    world = await World.open(stack.db_url, upgrade=False)
+
+    async def registered() -> None:
+        try:
+            executors = await world.executors()
+        except DBAPIError as exc:  # the executor may still be creating the schema
+            raise AssertionError(f"no schema yet: {exc}") from exc
+        assert executors, "no executor registered yet"
+
+    try:
+        await assert_eventually(registered, timeout=60, interval=0.2)
+    finally:
+        await world.close()
     return stack
 
 

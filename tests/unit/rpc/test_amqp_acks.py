@@ -123,3 +123,15 @@ async def test_a_multiple_ack_never_overtakes_a_single_ack_it_covers() -> None:
         if not multiple:
             assert all(t < tag for _, t, m in channel.frames[:position] if m), channel.frames
     assert channel.frames[-1] == ("ack", 5, True)
+
+
+async def test_unacknowledged_deliveries_on_the_channel_do_not_stop_the_run() -> None:
+    channel = RecordingChannel()
+    acks = ChannelAcks(channel)  # type: ignore[arg-type]
+    acks.received(1)
+    acks.unacknowledged(2)  # a no_ack consumer's delivery on the same channel
+    acks.received(3)
+    acks.ack(1)
+    acks.ack(3)
+    await acks.drain()
+    assert channel.frames == [("ack", 3, True)]
