@@ -110,6 +110,7 @@ class Action:
     def __init__(self, step_id: int, input: Mapping[str, Any] | None = None) -> None:
         self.step_id = step_id
         self._raw_input: dict[str, Any] = dict(input or {})
+        self._input: Any = None  # validated on first use (a fleet's host list is long)
         self._planner: Planner | None = None
         self._context: RunContext | None = None
 
@@ -161,13 +162,16 @@ class Action:
 
     @property
     def input(self) -> Any:
-        """The resolved input: an instance of ``Input`` if declared, else a dict."""
+        """The resolved input: an instance of ``Input`` if declared (validated once per
+        run, then the same object), else a dict."""
         if self.Input is None:
             return self._raw_input
-        try:
-            return self.Input.model_validate(self._raw_input)
-        except ValidationError as exc:
-            raise InputError(self.name, _problems(exc)) from None
+        if self._input is None:
+            try:
+                self._input = self.Input.model_validate(self._raw_input)
+            except ValidationError as exc:
+                raise InputError(self.name, _problems(exc)) from None
+        return self._input
 
     # ---- planning ---------------------------------------------------------------
 

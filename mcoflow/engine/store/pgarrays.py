@@ -28,7 +28,8 @@ def _element(item: Any) -> str:
         if "\x00" in item:
             raise _Unsupported
         # quoted, so spaces, commas, braces and the word NULL stay text
-        return '"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        text: str = item
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if kind is int or kind is float:  # bool is neither: psycopg decides how to spell it
         return repr(item)
     if item is None:
