@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from machine import python_work_ms
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from mcoflow.actions import Install, Jobs
@@ -488,7 +489,21 @@ async def fleet_job(report: Report, world: World, hosts: Sequence[str], figure: 
     report.add(figure, "hosts/s", len(hosts) / elapsed, "hosts/s", len(hosts))
 
 
+def machine_speed(report: Report, when: str) -> None:
+    """The fixed piece of Python work (``machine.py``): compare runs by it."""
+    report.add("machine: fixed Python work", f"ms at the {when} (lower: faster)",
+               python_work_ms(), "ms", 1)  # fmt: skip
+
+
 async def run_amqp(args: argparse.Namespace, report: Report) -> None:
+    try:
+        await _run_amqp(args, report)
+    finally:
+        await asyncio.sleep(2)  # the agents and the executor wind down first
+        machine_speed(report, "end")
+
+
+async def _run_amqp(args: argparse.Namespace, report: Report) -> None:
     biggest = max([*args.hosts, args.plans if "a" in args.only else 0])
     with tempfile.TemporaryDirectory(prefix="mcoflow-fleet-bench-") as tmp:
         fleet = Fleet(Path(tmp), args.store, biggest, args.agents)
@@ -613,6 +628,7 @@ def main() -> None:
     args = parser.parse_args()
     args.only = set(args.only or "ab")
     report = Report(args.store, args.transport, args.json)
+    machine_speed(report, "start")
     runner = run_amqp if args.transport == "amqp" else run_memory
     if runner is run_memory:
         tune_gc()  # this process is then the executor and the hosts, as `mcoflow serve` is

@@ -34,6 +34,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from machine import python_work_ms
+
 from mcoflow.agent.config import AgentConfig
 from mcoflow.agent.daemon import AgentDaemon
 from mcoflow.rpc import (
@@ -424,7 +426,9 @@ def ratios_to_raw(
 async def run(args: argparse.Namespace) -> None:
     url = args.url or DEFAULT_URLS[args.transport]
     fleets = [int(n) for n in args.hosts.split(",") if n]
-    rows: list[tuple[str, float, str, int]] = []
+    rows: list[tuple[str, float, str, int]] = [
+        ("machine: fixed Python work at the start (ms)", python_work_ms(), "ms", 1)
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         keydir = Path(tmp)
         generate_keypair(keydir, "bench")
@@ -445,6 +449,7 @@ async def run(args: argparse.Namespace) -> None:
             )
         )
     rows.extend(ratios_to_raw(rows, args.transport))
+    rows.append(("machine: fixed Python work at the end (ms)", python_work_ms(), "ms", 1))
     if args.json:
         for metric, value, unit, n in rows:
             print(
