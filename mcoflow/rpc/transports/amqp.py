@@ -28,7 +28,9 @@ Throughput: publishes share one confirming channel but do not wait for each othe
 (each frame is queued for the connection's writer, then its own confirm awaited);
 queue declarations and consumers are spread over up to ``setup_channels`` channels,
 since a channel answers one such call at a time and a process serving thousands of
-(simulated) identities declares a queue for each.
+(simulated) identities declares a queue for each. A delivery is acknowledged once its
+handler returned, the finished ones of a loop turn together (``amqp_acks``); a
+transient reply queue is consumed without acknowledgements.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
@@ -135,8 +136,8 @@ class AmqpTransport(Transport):
         self._subscriptions: set[_AmqpSubscription] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._reconnect_listeners: list[ReconnectListener] = []
-        # per consuming channel (a reconnection opens new ones; the old are forgotten)
-        self._acks: weakref.WeakKeyDictionary[Any, ChannelAcks] = weakref.WeakKeyDictionary()
+        # per consuming channel (aiormq's; a reconnection opens new ones)
+        self._acks: dict[Any, ChannelAcks] = {}
         self._closing = False
 
     @property
@@ -344,6 +345,8 @@ class AmqpTransport(Transport):
         async def on_message(message: AbstractIncomingMessage) -> None:
             acks = self._acks.get(message.channel)
             if acks is None:
+                # a new channel: forget those closed since (each holds its channel)
+                self._acks = {c: a for c, a in self._acks.items() if not c.is_closed}
                 acks = self._acks[message.channel] = ChannelAcks(message.channel)
             if message.delivery_tag is not None:
                 if acknowledge:
