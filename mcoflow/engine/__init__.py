@@ -14,7 +14,14 @@ from mcoflow.engine.action import (
 from mcoflow.engine.executor import Executor, OutboxPublisher
 from mcoflow.engine.flow import OutputReference
 from mcoflow.engine.polling import Polling
-from mcoflow.engine.records import ExecutorInfo, HistoryEntry, Plan, Step, SubPlanCounts
+from mcoflow.engine.records import (
+    EngineStats,
+    ExecutorInfo,
+    HistoryEntry,
+    Plan,
+    Step,
+    SubPlanCounts,
+)
 from mcoflow.engine.states import InvalidTransition, PlanResult, PlanState, StepState
 from mcoflow.engine.store import InvalidOperation, Page, PlanFilter, PlanNotFound, Store
 from mcoflow.engine.subplans import SubPlan, SubPlansFailed, WithSubPlans
@@ -22,6 +29,7 @@ from mcoflow.engine.world import World
 
 __all__ = [
     "Action",
+    "EngineStats",
     "Event",
     "EventKind",
     "Executor",

@@ -88,6 +88,20 @@ class ExecutorInfo:
 
 
 @dataclass(frozen=True)
+class EngineStats:
+    """Totals over the whole database, for monitoring (``/metrics``)."""
+
+    plans: dict[tuple[str, str | None], int]  # (state, result) -> plans
+    steps: dict[str, int]  # state -> steps
+    outbox_waiting: int  # messages not yet confirmed by the broker
+    events: dict[str, int]  # kind -> events delivered to steps (user: host replies, ...)
+    timeouts: int  # timers that fired (a host that stayed silent, among others)
+    # action -> (finished steps, their seconds from first start to end)
+    step_seconds: dict[str, tuple[int, float]]
+    executors: list[ExecutorInfo]
+
+
+@dataclass(frozen=True)
 class SubPlanCounts:
     total: int
     planned: int  # created, not started yet

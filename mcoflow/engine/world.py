@@ -12,7 +12,7 @@ from typing import Any
 from mcoflow.engine.action import Action, EventKind
 from mcoflow.engine.executor import Executor, OutboxPublisher
 from mcoflow.engine.planner import NewPlan, Planner, check_no_references
-from mcoflow.engine.records import ExecutorInfo, HistoryEntry, Plan, Step
+from mcoflow.engine.records import EngineStats, ExecutorInfo, HistoryEntry, Plan, Step
 from mcoflow.engine.states import PlanResult, PlanState
 from mcoflow.engine.store import Page, PlanFilter, PlanNotFound, Store
 
@@ -213,6 +213,11 @@ class World:
 
     async def executors(self) -> list[ExecutorInfo]:
         return await self.store.list_executors()
+
+    async def stats(self) -> EngineStats:
+        """Totals for monitoring: plans and steps by state, the outbox's backlog,
+        replies, fired timeouts, step durations, executors."""
+        return await self.store.engine_stats()
 
     async def wait(
         self,

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcoflow.engine import InputError, InvalidOperation, PlanNotFound, World
-from mcoflow.web import api, login, operations, pages, sse, trigger
+from mcoflow.web import api, login, metrics, operations, pages, sse, trigger
 from mcoflow.web.auth import AuthSettings, LoginRequired
 from mcoflow.web.middleware import SessionMiddleware
 from mcoflow.web.ports import JobInputError, JobsPort
@@ -49,7 +49,8 @@ class SecurityHeaders:
 
 
 def _is_api(request: Request) -> bool:
-    return request.url.path.startswith(API_PREFIX)
+    """Answered for programs (JSON errors, headers such as WWW-Authenticate kept)."""
+    return request.url.path.startswith(API_PREFIX) or request.url.path == "/metrics"
 
 
 def _error(
@@ -132,7 +133,7 @@ def create_app(
     app.state.closing = False  # set when the server stops: live streams end
     app.state.templates = make_templates()
     app.mount("/static", StaticFiles(directory=str(files("mcoflow.web") / "static")), "static")
-    for module in (api, login, trigger, pages, sse, operations):
+    for module in (api, login, trigger, pages, sse, operations, metrics):
         for name in ("router", "writes"):
             if hasattr(module, name):
                 app.include_router(getattr(module, name))

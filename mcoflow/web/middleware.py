@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcoflow.web.auth import SESSION_COOKIE, AuthSettings, Session, read_session, sign_session
 
-_NO_SESSION_PREFIXES = ("/api/", "/static/", "/openapi.json", "/docs", "/redoc")
+_NO_SESSION_PREFIXES = ("/api/", "/static/", "/openapi.json", "/docs", "/redoc", "/metrics")
 
 
 def host_name(host_header: str) -> str:

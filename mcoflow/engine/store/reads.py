@@ -11,7 +11,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mcoflow.engine.records import ExecutorInfo, HistoryEntry, Plan, Step, SubPlanCounts
+from mcoflow.engine.action import EventKind
+from mcoflow.engine.records import (
+    EngineStats,
+    ExecutorInfo,
+    HistoryEntry,
+    Plan,
+    Step,
+    SubPlanCounts,
+)
 from mcoflow.engine.schema import events, executors, history, outbox, plans, steps
 from mcoflow.engine.states import PlanResult, PlanState, StepState
 from mcoflow.engine.store.base import PlanNotFound, StoreBase, loads
@@ -212,6 +220,49 @@ class ReadQueries(StoreBase):
                 )
                 for r in rows
             ]
+
+    async def engine_stats(self) -> EngineStats:
+        """One read of the totals monitoring shows: a handful of grouped counts (their
+        cost grows with the tables; ``mcoflow clean`` keeps those bounded)."""
+        async with self._read() as conn:
+            plan_counts = await conn.execute(
+                select(plans.c.state, plans.c.result, func.count()).group_by(
+                    plans.c.state, plans.c.result
+                )
+            )
+            step_counts = await conn.execute(
+                select(steps.c.state, func.count()).group_by(steps.c.state)
+            )
+            waiting = await conn.scalar(
+                select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+            )
+            event_counts = await conn.execute(
+                select(events.c.kind, func.count()).group_by(events.c.kind)
+            )
+            timeouts = await conn.scalar(
+                select(func.count())
+                .select_from(events)
+                .where(events.c.kind == EventKind.TIMEOUT.value)
+                .where(events.c.consumed_at.is_not(None))
+            )
+            durations = await conn.execute(
+                select(
+                    steps.c.action,
+                    func.count(),
+                    func.coalesce(func.sum(steps.c.ended_at - steps.c.started_at), 0.0),
+                )
+                .where(steps.c.ended_at.is_not(None), steps.c.started_at.is_not(None))
+                .group_by(steps.c.action)
+            )
+            return EngineStats(
+                plans={(state, result): n for state, result, n in plan_counts},
+                steps={state: n for state, n in step_counts},
+                outbox_waiting=waiting or 0,
+                events={kind: n for kind, n in event_counts},
+                timeouts=timeouts or 0,
+                step_seconds={action: (n, float(total)) for action, n, total in durations},
+                executors=await self.list_executors(),
+            )
 
     async def outbox_messages(self, plan_id: str | None = None) -> list[dict[str, Any]]:
         query = select(outbox).order_by(outbox.c.id)
