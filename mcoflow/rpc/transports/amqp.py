@@ -247,6 +247,9 @@ class AmqpTransport(Transport):
         if identities is None:
             await self._publish("broadcast", _key(collective, agent), envelope, properties)
             return
+        if len(identities) == 1:  # the usual case: no task for gather to wrap it in
+            await self._publish("direct", _key(collective, identities[0]), envelope, properties)
+            return
         await asyncio.gather(
             *(
                 self._publish("direct", _key(collective, i), envelope, properties)

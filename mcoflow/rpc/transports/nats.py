@@ -197,6 +197,9 @@ class NatsTransport(Transport):
         if identities is None:
             await self._require_nc().publish(f"{collective}.broadcast.{agent}", envelope)
             return
+        if len(identities) == 1:  # the usual case: no task for gather to wrap it in
+            await self._js_publish(f"{collective}.node.{identities[0]}", envelope)
+            return
         await asyncio.gather(
             *(
                 self._js_publish(f"{collective}.node.{identity}", envelope)
