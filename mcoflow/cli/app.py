@@ -30,6 +30,9 @@ app.add_typer(keys_app, name="keys")
 console = Console()
 
 DbOption = Annotated[str | None, typer.Option("--db", help="database URL (MCOFLOW_DATABASE_URL)")]
+TransportOption = Annotated[
+    str | None, typer.Option("--transport", help="broker URL (MCOFLOW_TRANSPORT_URL)")
+]
 
 
 def cli_settings(**overrides: Any) -> Settings:

@@ -147,85 +147,45 @@ async def _follow(world: Any, plan_id: str) -> int:
     return 0
 
 
-@app.command()
-def install(
-    args: Annotated[list[str], typer.Argument(help="HOSTS PACKAGE... (HOSTS comma-separated)")],
-    filter_: FilterOption = None,
-    concurrency: ConcurrencyOption = None,
-    batch: BatchOption = None,
-    max_failures: MaxFailuresOption = None,
-    timeout: TimeoutOption = None,
-    no_wait: NoWaitOption = False,
-    db: DbOption = None,
-) -> None:
-    """Install packages on hosts."""
-    hosts, names = _split_targets(args, filter_, "package")
-    _job(
-        "install",
-        hosts,
-        filter_,
-        ",".join(names),
-        db=db,
-        concurrency=concurrency,
-        batch=batch,
-        max_failures=max_failures,
-        timeout=timeout,
-        no_wait=no_wait,
-    )
+def _names_job(kind: str, what: str, doc: str) -> None:
+    """Register `mcoflow KIND HOSTS NAME...` (NAMEs joined into the job's parameter)."""
+
+    def command(
+        args: list[str],
+        filter_: FilterOption = None,
+        concurrency: ConcurrencyOption = None,
+        batch: BatchOption = None,
+        max_failures: MaxFailuresOption = None,
+        timeout: TimeoutOption = None,
+        no_wait: NoWaitOption = False,
+        db: DbOption = None,
+    ) -> None:
+        hosts, names = _split_targets(args, filter_, what)
+        _job(
+            kind,
+            hosts,
+            filter_,
+            ",".join(names),
+            db=db,
+            concurrency=concurrency,
+            batch=batch,
+            max_failures=max_failures,
+            timeout=timeout,
+            no_wait=no_wait,
+        )
+
+    # set as an object: a postponed (string) annotation could not see `what`
+    command.__annotations__["args"] = Annotated[
+        list[str], typer.Argument(help=f"HOSTS {what.upper()}... (HOSTS comma-separated)")
+    ]
+    command.__doc__ = doc
+    command.__name__ = kind.replace("-", "_")
+    app.command(kind)(command)
 
 
-@app.command()
-def uninstall(
-    args: Annotated[list[str], typer.Argument(help="HOSTS PACKAGE... (HOSTS comma-separated)")],
-    filter_: FilterOption = None,
-    concurrency: ConcurrencyOption = None,
-    batch: BatchOption = None,
-    max_failures: MaxFailuresOption = None,
-    timeout: TimeoutOption = None,
-    no_wait: NoWaitOption = False,
-    db: DbOption = None,
-) -> None:
-    """Remove packages from hosts."""
-    hosts, names = _split_targets(args, filter_, "package")
-    _job(
-        "uninstall",
-        hosts,
-        filter_,
-        ",".join(names),
-        db=db,
-        concurrency=concurrency,
-        batch=batch,
-        max_failures=max_failures,
-        timeout=timeout,
-        no_wait=no_wait,
-    )
-
-
-@app.command()
-def restart(
-    args: Annotated[list[str], typer.Argument(help="HOSTS SERVICE... (HOSTS comma-separated)")],
-    filter_: FilterOption = None,
-    concurrency: ConcurrencyOption = None,
-    batch: BatchOption = None,
-    max_failures: MaxFailuresOption = None,
-    timeout: TimeoutOption = None,
-    no_wait: NoWaitOption = False,
-    db: DbOption = None,
-) -> None:
-    """Restart services on hosts."""
-    hosts, names = _split_targets(args, filter_, "service")
-    _job(
-        "restart",
-        hosts,
-        filter_,
-        ",".join(names),
-        db=db,
-        concurrency=concurrency,
-        batch=batch,
-        max_failures=max_failures,
-        timeout=timeout,
-        no_wait=no_wait,
-    )
+_names_job("install", "package", "Install packages on hosts.")
+_names_job("uninstall", "package", "Remove packages from hosts.")
+_names_job("restart", "service", "Restart services on hosts.")
 
 
 @app.command("install-and-restart")

@@ -10,6 +10,7 @@ import typer
 
 from mcoflow.cli.app import (
     DbOption,
+    TransportOption,
     app,
     cli_settings,
     console,
@@ -25,9 +26,7 @@ from mcoflow.runtime import tune_gc
 @app.command()
 def executor(
     db: DbOption = None,
-    transport: Annotated[
-        str | None, typer.Option(help="broker URL (MCOFLOW_TRANSPORT_URL)")
-    ] = None,
+    transport: TransportOption = None,
     imports: Annotated[
         list[str] | None, typer.Option("--import", help="module with actions")
     ] = None,
@@ -62,9 +61,7 @@ def executor(
 @app.command()
 def serve(
     db: DbOption = None,
-    transport: Annotated[
-        str | None, typer.Option(help="broker URL (MCOFLOW_TRANSPORT_URL)")
-    ] = None,
+    transport: TransportOption = None,
     listen: Annotated[
         str | None,
         typer.Option(

@@ -204,22 +204,23 @@ class ReadQueries(StoreBase):
 
     async def list_executors(self) -> list[ExecutorInfo]:
         async with self._read() as conn:
-            claimed: dict[str, int] = dict(
-                (
-                    await conn.execute(
-                        select(steps.c.claimed_by, func.count())
-                        .where(steps.c.claimed_by.is_not(None))
-                        .group_by(steps.c.claimed_by)
-                    )
-                ).all()
-            )
-            rows = await conn.execute(select(executors).order_by(executors.c.started_at))
-            return [
-                ExecutorInfo(
-                    r.id, r.host, r.pid, r.started_at, r.heartbeat_at, claimed.get(r.id, 0)
+            return await self._executors(conn)
+
+    async def _executors(self, conn: AsyncConnection) -> list[ExecutorInfo]:
+        claimed: dict[str, int] = dict(
+            (
+                await conn.execute(
+                    select(steps.c.claimed_by, func.count())
+                    .where(steps.c.claimed_by.is_not(None))
+                    .group_by(steps.c.claimed_by)
                 )
-                for r in rows
-            ]
+            ).all()
+        )
+        rows = await conn.execute(select(executors).order_by(executors.c.started_at))
+        return [
+            ExecutorInfo(r.id, r.host, r.pid, r.started_at, r.heartbeat_at, claimed.get(r.id, 0))
+            for r in rows
+        ]
 
     async def engine_stats(self) -> EngineStats:
         """One read of the totals monitoring shows: a handful of grouped counts (their
@@ -261,7 +262,7 @@ class ReadQueries(StoreBase):
                 events={kind: n for kind, n in event_counts},
                 timeouts=timeouts or 0,
                 step_seconds={action: (n, float(total)) for action, n, total in durations},
-                executors=await self.list_executors(),
+                executors=await self._executors(conn),
             )
 
     async def outbox_messages(self, plan_id: str | None = None) -> list[dict[str, Any]]:
