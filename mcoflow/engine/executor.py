@@ -51,6 +51,7 @@ class Executor:
         retention: float | None = None,
         clean_interval: float = 3600.0,
         linger: float = 0.004,
+        statistics_interval: float | None = 2.0,
     ) -> None:
         self.store = store
         self.id = executor_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -71,6 +72,8 @@ class Executor:
         # transaction per item; waiting a few ms when woken lets it share one. Only for a
         # trickle: when big batches flow, waiting would only slow them.
         self.linger = linger
+        # PostgreSQL: how often to look for tables grown stale for the planner (None: never)
+        self.statistics_interval = statistics_interval
         self._last_claimed = 0
         self.in_flight = 0
         self.steps_run = 0
@@ -110,6 +113,8 @@ class Executor:
             loops.append(self._listen_loop())
         if self.retention is not None:
             loops.append(self._clean_loop())
+        if self.store.is_postgresql and self.statistics_interval is not None:
+            loops.append(self._statistics_loop())
         self._tasks = [asyncio.create_task(self._guard(loop)) for loop in loops]
         log.info("executor %s started", self.id)
 
@@ -345,6 +350,22 @@ class Executor:
                 log.info("deleted %d finished plans older than %.0f s", deleted, self.retention)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.clean_interval)
+
+    async def _statistics_loop(self) -> None:
+        """Keep the planner's statistics of the busy tables fresh (see store.maintenance)."""
+        assert self.statistics_interval is not None
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.statistics_interval)
+                return
+            try:
+                analyzed = await self.store.refresh_planner_statistics()
+            except Exception as exc:
+                if not is_transient_error(exc):
+                    raise
+                continue
+            if analyzed:
+                log.debug("analyzed %s", ", ".join(analyzed))
 
     async def _listen_loop(self) -> None:
         """LISTEN for work made runnable by other processes; polling stays as fallback."""

@@ -10,6 +10,7 @@ stale views.
 - ``statements``: the bulk statements of the write path and the dialect's list parameters;
 - ``reads``: what the console, the CLI and the executor's loops read;
 - ``outbox``: claiming, publishing and republishing outbox messages;
+- ``maintenance``: fresh planner statistics for the busy tables (PostgreSQL);
 - ``core``: ``Store``, with the write path (plans, claims, outcomes, events, operator
   actions, sub-plans, executors, retention).
 """

@@ -34,6 +34,7 @@ from mcoflow.engine.states import (
     plan_result,
 )
 from mcoflow.engine.store.base import InvalidOperation, dumps, loads, log
+from mcoflow.engine.store.maintenance import MaintenanceQueries
 from mcoflow.engine.store.outbox import OutboxQueries
 from mcoflow.engine.store.reads import ReadQueries
 from mcoflow.engine.store.statements import (
@@ -54,7 +55,7 @@ from mcoflow.engine.store.statements import (
 ABNORMAL_TERMINATION = "abnormal termination: its executor {executor} stopped while it ran"
 
 
-class Store(ReadQueries, OutboxQueries):
+class Store(ReadQueries, OutboxQueries, MaintenanceQueries):
     """The engine's port to the database; one instance per process."""
 
     async def insert_plans(self, new_plans: Sequence[NewPlan], *, start: bool, by: str) -> None:
@@ -333,8 +334,13 @@ class Store(ReadQueries, OutboxQueries):
         held = {
             (pid, idx)
             for pid, idx in await conn.execute(
+                # by (plan, step), not by claimant: the claimant's index holds an entry
+                # for every claim not yet vacuumed away, thousands after a busy minute
                 select(steps.c.plan_id, steps.c.idx).where(
-                    self._among(steps.c.plan_id, plan_ids), steps.c.claimed_by == by
+                    self._pairs_among(
+                        steps.c.plan_id, steps.c.idx, [(o.plan_id, o.idx) for o in outcomes]
+                    ),
+                    steps.c.claimed_by == by,
                 )
             )
         }

@@ -60,6 +60,7 @@ from mcoflow.rpc.transport import (
     TransportError,
 )
 from mcoflow.rpc.transports.amqp_acks import ChannelAcks
+from mcoflow.rpc.transports.amqp_writes import CoalescingRobustConnection
 
 __all__ = ["AmqpTransport"]
 
@@ -154,6 +155,7 @@ class AmqpTransport(Transport):
                 self.url,
                 reconnect_interval=self.reconnect_interval,
                 client_properties={"connection_name": "mcoflow"},
+                connection_class=CoalescingRobustConnection,
             )
         except Exception as exc:
             raise TransportError(f"cannot connect to {_safe_url(self.url)}: {exc}") from exc
