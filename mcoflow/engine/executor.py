@@ -361,8 +361,9 @@ class Executor:
             try:
                 analyzed = await self.store.refresh_planner_statistics()
             except Exception as exc:
+                # an aid, not a duty: autovacuum analyzes too, so never stop over it
                 if not is_transient_error(exc):
-                    raise
+                    log.warning("executor %s: analyzing tables failed: %s", self.id, exc)
                 continue
             if analyzed:
                 log.debug("analyzed %s", ", ".join(analyzed))

@@ -30,7 +30,8 @@ queue declarations and consumers are spread over up to ``setup_channels`` channe
 since a channel answers one such call at a time and a process serving thousands of
 (simulated) identities declares a queue for each. A delivery is acknowledged once its
 handler returned, the finished ones of a loop turn together (``amqp_acks``); a
-transient reply queue is consumed without acknowledgements.
+transient reply queue is consumed without acknowledgements. The frames of one loop
+turn reach the socket as one write (``amqp_writes``).
 """
 
 from __future__ import annotations
