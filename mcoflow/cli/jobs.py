@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -147,8 +148,18 @@ async def _follow(world: Any, plan_id: str) -> int:
     return 0
 
 
-def _names_job(kind: str, what: str, doc: str) -> None:
-    """Register `mcoflow KIND HOSTS NAME...` (NAMEs joined into the job's parameter)."""
+def _one_parameter(names: list[str]) -> str:
+    if len(names) != 1:
+        console.print("[red]error:[/red] parameter: give one 'pkg1,pkg2;svc1,svc2' argument")
+        raise typer.Exit(2)
+    return names[0]
+
+
+def _job_command(
+    kind: str, what: str, args_help: str, doc: str, parameter: Callable[[list[str]], str]
+) -> None:
+    """Register `mcoflow KIND HOSTS WHAT...`; ``parameter`` makes the job's parameter of
+    the WHATs (or exits with an error)."""
 
     def command(
         args: list[str],
@@ -165,7 +176,7 @@ def _names_job(kind: str, what: str, doc: str) -> None:
             kind,
             hosts,
             filter_,
-            ",".join(names),
+            parameter(names),
             db=db,
             concurrency=concurrency,
             batch=batch,
@@ -174,48 +185,28 @@ def _names_job(kind: str, what: str, doc: str) -> None:
             no_wait=no_wait,
         )
 
-    # set as an object: a postponed (string) annotation could not see `what`
-    command.__annotations__["args"] = Annotated[
-        list[str], typer.Argument(help=f"HOSTS {what.upper()}... (HOSTS comma-separated)")
-    ]
+    # set as an object: a postponed (string) annotation could not see `args_help`
+    command.__annotations__["args"] = Annotated[list[str], typer.Argument(help=args_help)]
     command.__doc__ = doc
     command.__name__ = kind.replace("-", "_")
     app.command(kind)(command)
 
 
-_names_job("install", "package", "Install packages on hosts.")
-_names_job("uninstall", "package", "Remove packages from hosts.")
-_names_job("restart", "service", "Restart services on hosts.")
+def _names_command(kind: str, what: str, doc: str) -> None:
+    """`mcoflow KIND HOSTS NAME...`: the NAMEs joined into the job's parameter."""
+    _job_command(kind, what, f"HOSTS {what.upper()}... (HOSTS comma-separated)", doc, ",".join)
 
 
-@app.command("install-and-restart")
-def install_and_restart(
-    args: Annotated[list[str], typer.Argument(help="HOSTS 'pkg1,pkg2;svc1,svc2'")],
-    filter_: FilterOption = None,
-    concurrency: ConcurrencyOption = None,
-    batch: BatchOption = None,
-    max_failures: MaxFailuresOption = None,
-    timeout: TimeoutOption = None,
-    no_wait: NoWaitOption = False,
-    db: DbOption = None,
-) -> None:
-    """Install packages, then restart services if an install changed the host."""
-    hosts, names = _split_targets(args, filter_, "parameter")
-    if len(names) != 1:
-        console.print("[red]error:[/red] parameter: give one 'pkg1,pkg2;svc1,svc2' argument")
-        raise typer.Exit(2)
-    _job(
-        "install-and-restart",
-        hosts,
-        filter_,
-        names[0],
-        db=db,
-        concurrency=concurrency,
-        batch=batch,
-        max_failures=max_failures,
-        timeout=timeout,
-        no_wait=no_wait,
-    )
+_names_command("install", "package", "Install packages on hosts.")
+_names_command("uninstall", "package", "Remove packages from hosts.")
+_names_command("restart", "service", "Restart services on hosts.")
+_job_command(
+    "install-and-restart",
+    "parameter",
+    "HOSTS 'pkg1,pkg2;svc1,svc2'",
+    "Install packages, then restart services if an install changed the host.",
+    _one_parameter,
+)
 
 
 @app.command()

@@ -25,14 +25,18 @@ class RecordingChannel:
         self.frames.append(("nack", tag, multiple))
 
 
+def recording_acks() -> tuple[RecordingChannel, ChannelAcks]:
+    channel = RecordingChannel()
+    return channel, ChannelAcks(channel)  # type: ignore[arg-type]
+
+
 async def turn() -> None:
     for _ in range(3):
         await asyncio.sleep(0)
 
 
 async def test_a_turns_finished_run_goes_out_as_one_multiple_ack() -> None:
-    channel = RecordingChannel()
-    acks = ChannelAcks(channel)  # type: ignore[arg-type]
+    channel, acks = recording_acks()
     for tag in range(1, 6):
         acks.received(tag)
     for tag in (2, 1, 3):
@@ -42,8 +46,7 @@ async def test_a_turns_finished_run_goes_out_as_one_multiple_ack() -> None:
 
 
 async def test_finished_tags_behind_a_busy_one_are_acked_singly_and_never_covered() -> None:
-    channel = RecordingChannel()
-    acks = ChannelAcks(channel)  # type: ignore[arg-type]
+    channel, acks = recording_acks()
     for tag in range(1, 5):
         acks.received(tag)
     acks.ack(1)
@@ -60,8 +63,7 @@ async def test_finished_tags_behind_a_busy_one_are_acked_singly_and_never_covere
 
 
 async def test_a_tag_not_seen_yet_stops_the_run() -> None:
-    channel = RecordingChannel()
-    acks = ChannelAcks(channel)  # type: ignore[arg-type]
+    channel, acks = recording_acks()
     acks.received(2)  # delivery 1 not handed to us yet
     acks.ack(2)
     await turn()
@@ -73,8 +75,7 @@ async def test_a_tag_not_seen_yet_stops_the_run() -> None:
 
 
 async def test_given_back_tags_are_nacked_at_once_and_passed_by_the_run() -> None:
-    channel = RecordingChannel()
-    acks = ChannelAcks(channel)  # type: ignore[arg-type]
+    channel, acks = recording_acks()
     for tag in (1, 2, 3):
         acks.received(tag)
     await acks.nack(1)
@@ -126,8 +127,7 @@ async def test_a_multiple_ack_never_overtakes_a_single_ack_it_covers() -> None:
 
 
 async def test_unacknowledged_deliveries_on_the_channel_do_not_stop_the_run() -> None:
-    channel = RecordingChannel()
-    acks = ChannelAcks(channel)  # type: ignore[arg-type]
+    channel, acks = recording_acks()
     acks.received(1)
     acks.unacknowledged(2)  # a no_ack consumer's delivery on the same channel
     acks.received(3)
