@@ -31,7 +31,8 @@ since a channel answers one such call at a time and a process serving thousands 
 (simulated) identities declares a queue for each. A delivery is acknowledged once its
 handler returned, the finished ones of a loop turn together (``amqp_acks``); a
 transient reply queue is consumed without acknowledgements. The frames of one loop
-turn reach the socket as one write (``amqp_writes``).
+turn reach the socket as one write, and a busy connection writes at most once per
+millisecond (``amqp_writes``).
 """
 
 from __future__ import annotations
