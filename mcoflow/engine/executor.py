@@ -341,6 +341,12 @@ class Executor:
                 log.warning("released the claims of dead executors %s", ", ".join(dead))
                 self._wake.set()
 
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Wait ``seconds``, less if the executor stops meanwhile; True once it stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return self._stopping.is_set()
+
     async def _clean_loop(self) -> None:
         """Delete finished plans older than the retention period, now and then."""
         assert self.retention is not None
@@ -348,16 +354,12 @@ class Executor:
             deleted = await self.store.delete_finished_plans(time.time() - self.retention)
             if deleted:
                 log.info("deleted %d finished plans older than %.0f s", deleted, self.retention)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.clean_interval)
+            await self._stopped_within(self.clean_interval)
 
     async def _statistics_loop(self) -> None:
         """Keep the planner's statistics of the busy tables fresh (see store.maintenance)."""
         assert self.statistics_interval is not None
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.statistics_interval)
-                return
+        while not await self._stopped_within(self.statistics_interval):
             try:
                 analyzed = await self.store.refresh_planner_statistics()
             except Exception as exc:
