@@ -32,7 +32,8 @@ since a channel answers one such call at a time and a process serving thousands 
 handler returned, the finished ones of a loop turn together (``amqp_acks``); a
 transient reply queue is consumed without acknowledgements. The frames of one loop
 turn reach the socket as one write, and a busy connection writes at most once per
-millisecond (``amqp_writes``).
+millisecond (``amqp_writes``). Deliveries reach the handlers as aiormq reads them,
+without aio-pika's message objects and tasks (``amqp_connection``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
-    AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
@@ -62,7 +62,7 @@ from mcoflow.rpc.transport import (
     TransportError,
 )
 from mcoflow.rpc.transports.amqp_acks import ChannelAcks
-from mcoflow.rpc.transports.amqp_writes import CoalescingRobustConnection
+from mcoflow.rpc.transports.amqp_connection import DeliveryCallback, McoflowConnection, consume
 
 __all__ = ["AmqpTransport"]
 
@@ -157,7 +157,7 @@ class AmqpTransport(Transport):
                 self.url,
                 reconnect_interval=self.reconnect_interval,
                 client_properties={"connection_name": "mcoflow"},
-                connection_class=CoalescingRobustConnection,
+                connection_class=McoflowConnection,
             )
         except Exception as exc:
             raise TransportError(f"cannot connect to {_safe_url(self.url)}: {exc}") from exc
@@ -328,11 +328,11 @@ class AmqpTransport(Transport):
 
     # -- consuming --------------------------------------------------------------------
 
-    def _callback(self, handler: Handler, *, acknowledge: bool = True) -> Any:
+    def _callback(self, handler: Handler, *, acknowledge: bool = True) -> DeliveryCallback:
         """``acknowledge=False`` for a consumer that takes deliveries unacknowledged
         (``no_ack``): what its handler fails on is logged and dropped."""
 
-        async def process(message: AbstractIncomingMessage, acks: ChannelAcks) -> None:
+        async def process(message: aiormq.abc.DeliveredMessage, acks: ChannelAcks) -> None:
             tag = message.delivery_tag
             assert tag is not None  # the broker numbers every delivery
             try:
@@ -349,7 +349,7 @@ class AmqpTransport(Transport):
             if acknowledge:
                 acks.ack(tag)
 
-        async def on_message(message: AbstractIncomingMessage) -> None:
+        async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
             acks = self._acks.get(message.channel)
             if acks is None:
                 # a new channel: forget those closed since (each holds its channel)
@@ -360,7 +360,7 @@ class AmqpTransport(Transport):
                     acks.received(message.delivery_tag)
                 else:
                     acks.unacknowledged(message.delivery_tag)
-            # aio-pika cancels consumer callbacks when the connection drops; a broker
+            # aiormq cancels consumer callbacks when the connection drops; a broker
             # blip must not kill a command half way, so the work runs in its own task
             # and finishes (its reply waits for the reconnection). Nothing waits for it
             # here: the prefetch count already bounds how many run at once.
@@ -401,7 +401,7 @@ class AmqpTransport(Transport):
             await queue.bind(DIRECT_EXCHANGE, _key(collective, identity))
             for agent in dict.fromkeys(agents):
                 await queue.bind(BROADCAST_EXCHANGE, _key(collective, agent))
-            tag = await queue.consume(self._callback(handler))
+            tag = await consume(queue, self._callback(handler))
         subscription = _AmqpSubscription(self, queue, tag)
         self._subscriptions.add(subscription)
         return subscription
@@ -414,10 +414,10 @@ class AmqpTransport(Transport):
                 # this process's own queue, gone with it: acknowledging its deliveries
                 # would cost a frame each and protect nothing
                 queue = await channel.declare_queue(reply_to, exclusive=True, auto_delete=True)
-                tag = await queue.consume(self._callback(handler, acknowledge=False), no_ack=True)
+                tag = await consume(queue, self._callback(handler, acknowledge=False), no_ack=True)
             else:
                 queue = await channel.declare_queue(reply_to, durable=True)
-                tag = await queue.consume(self._callback(handler))
+                tag = await consume(queue, self._callback(handler))
         subscription = _AmqpSubscription(self, queue, tag)
         self._subscriptions.add(subscription)
         return subscription

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-import aio_pika
 from aiormq.connection import TCPTransportFactory, TLSTransportFactory, TransportFactory
 from yarl import URL
 
@@ -71,19 +70,12 @@ class CoalescingWriter:
         return getattr(self._writer, name)
 
 
-class _CoalescingTransportFactory(TransportFactory):
+class CoalescingTransportFactory(TransportFactory):
+    """aiormq's TCP or TLS transport, its writer wrapped in a ``CoalescingWriter``."""
+
     async def create(
         self, url: URL, **kwargs: Any
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         inner = TLSTransportFactory() if url.scheme == "amqps" else TCPTransportFactory()
         reader, writer = await inner.create(url, **kwargs)
         return reader, cast(asyncio.StreamWriter, CoalescingWriter(writer))
-
-
-class CoalescingRobustConnection(aio_pika.RobustConnection):
-    """aio-pika's robust connection (reconnects included) with coalesced writes."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # passed to aiormq on every (re)connection
-        self.kwargs["transport_factory"] = _CoalescingTransportFactory()
