@@ -531,6 +531,31 @@ async def run_amqp(args: argparse.Namespace, report: Report) -> None:
         machine_speed(report, "end")
 
 
+@dataclass(frozen=True)
+class TimedExecutor:
+    world: World
+    executor: LoggedProcess
+    cpu: CpuMeter
+
+
+@contextlib.asynccontextmanager
+async def timed_executor(
+    fleet: Fleet, databases: Databases, key: str, args: argparse.Namespace
+) -> AsyncIterator[TimedExecutor]:
+    """A fresh database and ``mcoflow executor`` for one timed figure, the CPU of every
+    part metered from here (and the executor recorded with ``--profile``)."""
+    url = await databases.fresh(key)
+    executor = await fleet.executor(url, key)
+    world = await World.open(url, upgrade=False)
+    try:
+        cpu = CpuMeter(executor.pid, [agent.pid for agent in fleet.agents])
+        with profiled(executor.pid, args.profile, key):
+            yield TimedExecutor(world, executor, cpu)
+    finally:
+        await world.close()
+        executor.stop()
+
+
 async def _run_amqp(args: argparse.Namespace, report: Report) -> None:
     biggest = max([*args.hosts, args.plans if "a" in args.only else 0])
     with tempfile.TemporaryDirectory(prefix="mcoflow-fleet-bench-") as tmp:
@@ -559,39 +584,22 @@ async def _run_amqp(args: argparse.Namespace, report: Report) -> None:
                     used: dict[str, float] = {}
                     peak = 0.0
                     for run in range(args.repeat):
-                        url = await databases.fresh(f"{key}_{run}")
-                        executor = await fleet.executor(url, f"{key}_{run}")
-                        world = await World.open(url, upgrade=False)
-                        try:
-                            cpu = CpuMeter(executor.pid, [agent.pid for agent in fleet.agents])
-                            with profiled(executor.pid, args.profile, f"{key}_{run}"):
-                                runs.append(
-                                    await remote_steps(world, args.plans, fleet.identities[:spread])
-                                )
-                            for group, seconds in cpu.used().items():
+                        async with timed_executor(fleet, databases, f"{key}_{run}", args) as t:
+                            hosts = fleet.identities[:spread]
+                            runs.append(await remote_steps(t.world, args.plans, hosts))
+                            for group, seconds in t.cpu.used().items():
                                 used[group] = used.get(group, 0.0) + seconds
-                            peak = max(peak, executor.peak_rss_mib())
-                        finally:
-                            await world.close()
-                            executor.stop()
+                            peak = max(peak, t.executor.peak_rss_mib())
                     report_runs(report, name, args.plans, runs)
                     report_cpu(report, name, used, args.plans * args.repeat, "plan")
                     report.add(name, "executor peak RSS", peak, "MiB", args.plans)
             if "b" in args.only:
                 for n in args.hosts:
                     name = f"(b) InstallAndRestart on {n} hosts"
-                    url = await databases.fresh(f"b{n}")
-                    executor = await fleet.executor(url, f"b{n}")
-                    world = await World.open(url, upgrade=False)
-                    try:
-                        cpu = CpuMeter(executor.pid, [agent.pid for agent in fleet.agents])
-                        with profiled(executor.pid, args.profile, f"b{n}"):
-                            await fleet_job(report, world, fleet.identities[:n], name)
-                        report_cpu(report, name, cpu.used(), n, "host")
-                        report.add(name, "executor peak RSS", executor.peak_rss_mib(), "MiB", n)
-                    finally:
-                        await world.close()
-                        executor.stop()
+                    async with timed_executor(fleet, databases, f"b{n}", args) as t:
+                        await fleet_job(report, t.world, fleet.identities[:n], name)
+                        report_cpu(report, name, t.cpu.used(), n, "host")
+                        report.add(name, "executor peak RSS", t.executor.peak_rss_mib(), "MiB", n)
         finally:
             await fleet.close()
             await databases.drop()
