@@ -101,14 +101,30 @@ def _coalesce(
 
 
 def _unserialisable(ctx: RunContext) -> dict[str, Any] | None:
-    """Output, data and messages are stored as JSON: refuse anything else here, so one
-    bad step cannot fail the whole batch's commit."""
-    for what, value in (("output", ctx.output), ("data", ctx.data), ("messages", ctx.messages)):
+    """Output, data, messages and scheduled events are stored as JSON: refuse anything
+    else here, so one bad step cannot fail the whole batch's commit."""
+    parts = (
+        ("output", ctx.output),
+        ("data", ctx.data),
+        ("messages", ctx.messages),
+        ("scheduled events", [e.payload for e in ctx.new_events]),
+    )
+    for what, value in parts:
         try:
             json.dumps(value)
         except (TypeError, ValueError) as exc:
             return {"type": type(exc).__name__, "message": f"{what} is not JSON: {exc}"}
     return None
+
+
+def _forget_run(ctx: RunContext, claimed: ClaimedStep) -> None:
+    """Back to what the step had stored before this claim: what its runs left cannot be
+    stored (the error outcome would fail as well, and the step stay claimed)."""
+    ctx.output = dict(claimed.output or {})
+    ctx.data = dict(claimed.data or {})
+    ctx.messages.clear()
+    ctx.sub_plans.clear()
+    ctx.new_events.clear()
 
 
 async def run_step(claimed: ClaimedStep, counts: CountsFn | None = None) -> StepOutcome:
@@ -165,8 +181,11 @@ async def run_step(claimed: ClaimedStep, counts: CountsFn | None = None) -> Step
         # what earlier events of this claim produced stands; the failed run's does not
         del ctx.messages[marks[0] :]
         del ctx.sub_plans[marks[1] :]
-    if error is None:
-        error = _unserialisable(ctx)
+    # also after a failed run: it may have left such a value in the data first
+    not_json = _unserialisable(ctx)
+    if not_json is not None:
+        _forget_run(ctx, claimed)
+        error = error or not_json
     if error is not None:
         state = _finish_state(cls, True) if cls is not None else StepState.ERROR
     elif ctx.suspended:

@@ -181,6 +181,33 @@ class Send(Action):
         self.send(self.input.to, {"hello": self.input.to})
 
 
+class LeavesNonJson(Action):
+    """Leaves a value JSON cannot hold (a set) where ``where`` says; with ``then_fail``
+    it raises after that. Its first run only stores a marker and suspends."""
+
+    class Input(BaseModel):
+        where: str  # output | data | message | event
+        then_fail: bool = False
+
+    def run(self, event: Event | None = None) -> None:
+        if event is None:
+            self.data["kept"] = "from the first run"
+            self.suspend()
+            return
+        value = {1, 2}
+        if self.input.where == "output":
+            self.output["value"] = value
+        elif self.input.where == "data":
+            self.data["kept"] = value
+        elif self.input.where == "message":
+            self.send("somewhere", {"value": value})
+        else:  # kept only while the step waits
+            self.schedule_event({"value": value}, after=60)
+            self.suspend()
+        if self.input.then_fail:
+            raise RuntimeError("failed after leaving it")
+
+
 class Fleet(WithSubPlans):
     """One WaitForEvent child per host."""
 

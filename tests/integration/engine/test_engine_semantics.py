@@ -49,6 +49,42 @@ async def test_bad_input_is_refused_at_trigger_and_nothing_stored(harness: Engin
     assert (await harness.world.list_plans()).total == 0
 
 
+@pytest.mark.parametrize(
+    ("where", "then_fail", "problem"),
+    [
+        ("output", False, "output is not JSON"),
+        ("data", False, "data is not JSON"),
+        ("message", False, "messages is not JSON"),
+        ("event", False, "scheduled events is not JSON"),
+        # the run failed, but only after it put the set in its data
+        ("data", True, "failed after leaving it"),
+    ],
+)
+async def test_a_value_json_cannot_hold_errors_its_step_which_keeps_what_it_had(
+    harness: EngineHarness, where: str, then_fail: bool, problem: str
+) -> None:
+    world = harness.world
+    plan = await world.trigger(A.LeavesNonJson, where=where, then_fail=then_fail)
+
+    async def suspended() -> None:
+        (step,) = await world.steps(plan.id)
+        assert step.state is StepState.SUSPENDED
+
+    await assert_eventually(suspended)
+    fine = await world.trigger(A.Add, a=1, b=2)
+    assert await world.event(plan.id, 1, {"go": True})
+
+    done = await world.wait(plan.id, timeout=30)
+    assert (done.state, done.result) == (PlanState.PAUSED, PlanResult.ERROR)
+    (step,) = await world.steps(plan.id)
+    assert step.state is StepState.ERROR
+    assert step.error is not None and problem in step.error["message"]
+    assert step.data == {"kept": "from the first run"}
+    assert not step.output
+    assert await world.store.outbox_messages(plan.id) == []
+    assert (await world.wait(fine.id, timeout=30)).result is PlanResult.SUCCESS
+
+
 async def _waiting_plan(world: World) -> Plan:
     """A WaitForEvent plan whose one step is suspended, waiting for events."""
     plan = await world.trigger(A.WaitForEvent)
