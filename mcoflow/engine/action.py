@@ -93,6 +93,9 @@ class Action:
     # kinds of events where only the latest of several queued ones matters (e.g. "a
     # sub-plan finished": the action recounts from the database anyway)
     coalesce_events: ClassVar[frozenset[EventKind]] = frozenset()
+    # seconds an async run (or finalize) may take before its step errors; None: no limit.
+    # A run that waits for something outside should suspend instead of holding its claim.
+    time_limit: ClassVar[float | None] = 600.0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import socket
@@ -18,7 +17,7 @@ from typing import Any, Protocol
 from mcoflow.engine.action import registered_action
 from mcoflow.engine.planner import Planner, error_record
 from mcoflow.engine.records import ClaimedStep, StepOutcome
-from mcoflow.engine.runner import RunContext, run_step, unstorable
+from mcoflow.engine.runner import RunContext, run_step, unstorable, within_time_limit
 from mcoflow.engine.states import PlanState
 from mcoflow.engine.store import Store, is_transient_error
 
@@ -318,9 +317,7 @@ class Executor:
                 action._context = RunContext(
                     plan_id, step.idx, dict(step.output or {}), dict(step.data or {}), step.progress
                 )
-                outcome: Any = action.finalize()
-                if inspect.isawaitable(outcome):
-                    await outcome
+                await within_time_limit(cls, action.finalize(), "finalize")
             except Exception as exc:
                 failed, error = step.idx, error_record(exc)
                 break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
 import json
@@ -100,6 +101,32 @@ def _coalesce(
     return kept, dropped
 
 
+class TimeLimitExceeded(Exception):
+    """An action's run or finalize outlived its ``time_limit``."""
+
+
+async def within_time_limit(cls: type[Action], result: Any, what: str) -> None:
+    """Wait for what ``run`` or ``finalize`` returned (if it is awaitable) up to the
+    action's ``time_limit``, cancelling it then. A TimeoutError of the action's own
+    (an HTTP client's, say) passes through as itself."""
+    if not inspect.isawaitable(result):
+        return
+    limit = cls.time_limit
+    if limit is None:
+        await result
+        return
+    try:
+        async with asyncio.timeout(limit) as deadline:
+            await result
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        raise TimeLimitExceeded(
+            f"{what} did not finish within its time limit of {limit:g} s"
+            " (an action that waits for something should suspend)"
+        ) from None
+
+
 def _unserialisable(ctx: RunContext) -> dict[str, Any] | None:
     """Output, data, messages and scheduled events are stored as JSON: refuse anything
     else here, so one bad step cannot fail the whole batch's commit."""
@@ -161,9 +188,7 @@ async def run_step(claimed: ClaimedStep, counts: CountsFn | None = None) -> Step
             ctx.suspended = False
             if event is not None and event.kind is EventKind.CANCEL and cls.cancellable:
                 ctx.data[CANCEL_RECEIVED] = True
-            outcome = action.run(event)
-            if inspect.isawaitable(outcome):
-                await outcome
+            await within_time_limit(cls, action.run(event), "run")
             if event is not None and event.id is not None:
                 consumed.append(event.id)
             if not ctx.suspended:

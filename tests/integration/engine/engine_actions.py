@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -206,6 +207,32 @@ class LeavesNonJson(Action):
             self.suspend()
         if self.input.then_fail:
             raise RuntimeError("failed after leaving it")
+
+
+class Hangs(Action):
+    """An async run (or, with ``in_finalize``, a finalize) that never finishes."""
+
+    time_limit = 0.3
+
+    class Input(BaseModel):
+        in_finalize: bool = False
+
+    async def run(self, event: Event | None = None) -> None:
+        if not self.input.in_finalize:
+            await asyncio.Event().wait()
+        self.output["ran"] = True
+
+    async def finalize(self) -> None:
+        await asyncio.Event().wait()
+
+
+class OwnTimeout(Action):
+    """Fails at once with a TimeoutError of its own, well within its time limit."""
+
+    time_limit = 30.0
+
+    async def run(self, event: Event | None = None) -> None:
+        raise TimeoutError("the service did not answer")
 
 
 class Fleet(WithSubPlans):

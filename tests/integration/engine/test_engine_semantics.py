@@ -515,3 +515,35 @@ async def test_an_executor_declared_dead_cannot_commit_what_it_ran(db_url: str) 
         assert await world.store.outbox_messages(plan.id) == []  # no effect committed
     finally:
         await world.close()
+
+
+async def test_an_async_run_that_outlives_its_time_limit_errors_its_step(
+    harness: EngineHarness,
+) -> None:
+    world = harness.world
+    hung = await world.trigger(A.Hangs)
+    own = await world.trigger(A.OwnTimeout)
+    fine = await world.trigger(A.Add, a=1, b=2)
+
+    done = await world.wait(hung.id, timeout=30)
+    assert (done.state, done.result) == (PlanState.PAUSED, PlanResult.ERROR)
+    (step,) = await world.steps(hung.id)
+    assert step.state is StepState.ERROR and step.error is not None
+    assert step.error["message"].startswith("run did not finish within its time limit of 0.3 s")
+    assert not step.output
+
+    done = await world.wait(own.id, timeout=30)
+    (step,) = await world.steps(own.id)
+    assert step.error is not None and step.error["message"] == "the service did not answer"
+    assert (await world.wait(fine.id, timeout=30)).result is PlanResult.SUCCESS
+
+
+async def test_a_finalize_that_outlives_the_time_limit_fails_the_plan(
+    harness: EngineHarness,
+) -> None:
+    plan = await harness.world.trigger(A.Hangs, in_finalize=True)
+    done = await harness.world.wait(plan.id, timeout=30)
+    assert done.result is PlanResult.ERROR
+    assert done.error is not None and "finalize did not finish within its time limit" in str(
+        done.error
+    )
