@@ -64,13 +64,7 @@ async def test_a_value_json_cannot_hold_errors_its_step_which_keeps_what_it_had(
     harness: EngineHarness, where: str, then_fail: bool, problem: str
 ) -> None:
     world = harness.world
-    plan = await world.trigger(A.LeavesNonJson, where=where, then_fail=then_fail)
-
-    async def suspended() -> None:
-        (step,) = await world.steps(plan.id)
-        assert step.state is StepState.SUSPENDED
-
-    await assert_eventually(suspended)
+    plan = await _waiting_plan(world, A.LeavesNonJson, where=where, then_fail=then_fail)
     fine = await world.trigger(A.Add, a=1, b=2)
     assert await world.event(plan.id, 1, {"go": True})
 
@@ -85,9 +79,11 @@ async def test_a_value_json_cannot_hold_errors_its_step_which_keeps_what_it_had(
     assert (await world.wait(fine.id, timeout=30)).result is PlanResult.SUCCESS
 
 
-async def _waiting_plan(world: World) -> Plan:
-    """A WaitForEvent plan whose one step is suspended, waiting for events."""
-    plan = await world.trigger(A.WaitForEvent)
+async def _waiting_plan(
+    world: World, action: type[Action] = A.WaitForEvent, **args: object
+) -> Plan:
+    """A plan of ``action`` whose one step is suspended, waiting for events."""
+    plan = await world.trigger(action, **args)
 
     async def suspended() -> None:
         (step,) = await world.steps(plan.id)
