@@ -580,12 +580,12 @@ async def _run_amqp(args: argparse.Namespace, report: Report) -> None:
                     ("a1", f"(a) {args.plans} plans x 1 remote step, one host"): 1,
                 }
                 for (key, name), spread in spreads.items():
+                    hosts = fleet.identities[:spread]
                     runs: list[tuple[float, float]] = []
                     used: dict[str, float] = {}
                     peak = 0.0
                     for run in range(args.repeat):
                         async with timed_executor(fleet, databases, f"{key}_{run}", args) as t:
-                            hosts = fleet.identities[:spread]
                             runs.append(await remote_steps(t.world, args.plans, hosts))
                             for group, seconds in t.cpu.used().items():
                                 used[group] = used.get(group, 0.0) + seconds
@@ -655,6 +655,13 @@ async def run_memory(args: argparse.Namespace, report: Report) -> None:
             await databases.drop()
 
 
+def _at_least_one(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--json", action="store_true", help="one JSON object per figure")
@@ -668,7 +675,7 @@ def main() -> None:
     )
     parser.add_argument("--plans", type=int, default=1000, help="plans for (a)")
     parser.add_argument(
-        "--repeat", type=int, default=3, help="runs of (a) (the median is reported)"
+        "--repeat", type=_at_least_one, default=3, help="runs of (a) (the median is reported)"
     )
     parser.add_argument("--agents", type=int, default=4, help="agent processes (amqp)")
     parser.add_argument("--only", choices=["a", "b"], action="append")
