@@ -9,7 +9,10 @@ to discover N simulated hosts and to discover them and call ``package.status`` o
 all of them; and, beside them, the raw broker round-trip rate with plain aio-pika /
 nats-py and no mcoflow, and mcoflow's round trips as a percentage of the raw rate
 sent the same way (AMQP: transient requests, replies to the client's own transient
-queue, both with confirms; NATS: JetStream both ways).
+queue, both with confirms; NATS: JetStream both ways). That raw rate and mcoflow's are
+measured in alternating rounds (ten each) with both responders running, so a drift of
+the machine's speed during the run weighs on both alike; the slowest and fastest
+round's percentage show how much the machine moved.
 
 The hosts are the real agent daemon (``mcoflow.agent.daemon.AgentDaemon`` with
 ``simulate_hosts``): in a subprocess for RabbitMQ and NATS, in this process for the
@@ -30,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -200,28 +203,66 @@ class Child:
 # -- measurements -----------------------------------------------------------------------
 
 
-async def rate(one: Callable[[int], Awaitable[None]], count: int, inflight: int) -> float:
-    semaphore = asyncio.Semaphore(inflight)
+RoundTrip = Callable[[int], Awaitable[None]]
 
-    async def limited(n: int) -> None:
-        async with semaphore:
-            await one(n)
 
-    for n in range(min(50, count)):  # warm up
-        await one(n)
+async def _timed(one: RoundTrip, count: int, inflight: int) -> float:
+    """Seconds for ``count`` round trips, ``inflight`` at a time."""
     started = time.perf_counter()
     if inflight == 1:
         for n in range(count):
             await one(n)
     else:
+        semaphore = asyncio.Semaphore(inflight)
+
+        async def limited(n: int) -> None:
+            async with semaphore:
+                await one(n)
+
         await asyncio.gather(*(limited(n) for n in range(count)))
-    return count / (time.perf_counter() - started)
+    return time.perf_counter() - started
 
 
-async def raw_rates(url: str, sequential: int, parallel: int) -> dict[str, float]:
+async def rate(one: RoundTrip, count: int, inflight: int) -> float:
+    for n in range(min(50, count)):  # warm up
+        await one(n)
+    return count / await _timed(one, count, inflight)
+
+
+async def interleaved_rates(
+    raw: RoundTrip, ours: RoundTrip, count: int, inflight: int, rounds: int = 10
+) -> tuple[float, float, list[float]]:
+    """The raw and mcoflow round-trip rates, measured in alternating rounds of
+    ``count / rounds`` trips (the first of each pair alternating too), so that the
+    machine's drift during the run weighs on both alike. Returns both rates over all
+    rounds and mcoflow's rate as a percentage of raw's in each round (the spread)."""
+    per_round = max(1, count // rounds)
+    for n in range(min(50, count)):  # warm up
+        await raw(n)
+        await ours(n)
+    raw_seconds = our_seconds = 0.0
+    percentages = []
+    for number in range(rounds):
+        if number % 2:
+            mine = await _timed(ours, per_round, inflight)
+            theirs = await _timed(raw, per_round, inflight)
+        else:
+            theirs = await _timed(raw, per_round, inflight)
+            mine = await _timed(ours, per_round, inflight)
+        raw_seconds += theirs
+        our_seconds += mine
+        percentages.append(100 * theirs / mine)
+    total = per_round * rounds
+    return total / raw_seconds, total / our_seconds, percentages
+
+
+@contextlib.asynccontextmanager
+async def raw_round_trips(url: str) -> AsyncIterator[dict[str, RoundTrip]]:
+    """One raw round trip per delivery kind (plain aio-pika / nats-py, no mcoflow), to
+    a raw responder subprocess: {"raw transient+confirms": one, ...}."""
     child = Child("--serve-raw", "--url", url)
     await child.ready()
-    figures: dict[str, float] = {}
+    ones: dict[str, RoundTrip] = {}
     try:
         if url.startswith("amqp"):
             import aio_pika
@@ -257,9 +298,11 @@ async def raw_rates(url: str, sequential: int, parallel: int) -> dict[str, float
                     await future
 
                 label = "persistent+confirms" if persistent else "transient+confirms"
-                figures[f"raw {label} sequential"] = await rate(one, sequential, 1)
-                figures[f"raw {label} 100 in flight"] = await rate(one, parallel, 100)
-            await connection.close()
+                ones[f"raw {label}"] = one
+            try:
+                yield ones
+            finally:
+                await connection.close()
         else:
             import nats
 
@@ -268,38 +311,38 @@ async def raw_rates(url: str, sequential: int, parallel: int) -> dict[str, float
             async def core(n: int) -> None:
                 await nc.request(f"{RAW_QUEUE}.core", b"x" * 64, timeout=10)
 
-            figures["raw core request sequential"] = await rate(core, sequential, 1)
-            figures["raw core request 100 in flight"] = await rate(core, parallel, 100)
+            ones["raw core request"] = core
             js = nc.jetstream()
-            waiting: dict[bytes, asyncio.Future[None]] = {}
+            waiting_js: dict[bytes, asyncio.Future[None]] = {}
 
-            async def on_reply(msg: Any) -> None:
-                future = waiting.pop(msg.data, None)
+            async def on_js_reply(msg: Any) -> None:
+                future = waiting_js.pop(msg.data, None)
                 if future is not None:
                     future.set_result(None)
                 await msg.ack()
 
             sub = await js.subscribe(
-                f"{RAW_QUEUE}.js.rep", durable="raw_rep", cb=on_reply, manual_ack=True
+                f"{RAW_QUEUE}.js.rep", durable="raw_rep", cb=on_js_reply, manual_ack=True
             )
 
             async def jetstream(n: int) -> None:
                 key = uuid.uuid4().bytes
-                future = waiting[key] = asyncio.get_running_loop().create_future()
+                future = waiting_js[key] = asyncio.get_running_loop().create_future()
                 await js.publish(f"{RAW_QUEUE}.js.req", key)
                 await future
 
-            figures["raw jetstream sequential"] = await rate(jetstream, sequential, 1)
-            figures["raw jetstream 100 in flight"] = await rate(jetstream, parallel, 100)
-            await sub.unsubscribe()
-            with contextlib.suppress(Exception):
-                await js.delete_stream("MCOFLOW_BENCH_RAW")
-            await nc.close()
+            ones["raw jetstream"] = jetstream
+            try:
+                yield ones
+            finally:
+                await sub.unsubscribe()
+                with contextlib.suppress(Exception):
+                    await js.delete_stream("MCOFLOW_BENCH_RAW")
+                await nc.close()
     finally:
         await child.stop()
         if url.startswith("amqp"):
             await drop_raw_queues(url)
-    return figures
 
 
 async def drop_raw_queues(url: str) -> None:
@@ -321,7 +364,10 @@ async def mcoflow_figures(
     fleets: list[int],
     reply_batch: int | None,
     round_trips: bool = True,
+    raw: tuple[str, RoundTrip] | None = None,
 ) -> list[tuple[str, float, str, int]]:
+    """``raw``: the raw round trip sent as mcoflow sends (and its label), measured in
+    alternating rounds with mcoflow's."""
     figures: list[tuple[str, float, str, int]] = []
     collective = f"bench{uuid.uuid4().hex[:8]}"
     transport = transport_from_url(url)
@@ -366,8 +412,20 @@ async def mcoflow_figures(
             if not result.ok:
                 raise RuntimeError(result.results[0].statusmsg)
 
-        figures.append(("round trips sequential", await rate(one, sequential, 1), "1/s", 1))
-        figures.append(("round trips 100 in flight", await rate(one, parallel, 100), "1/s", 1))
+        for shape, count, inflight in (
+            ("sequential", sequential, 1),
+            ("100 in flight", parallel, 100),
+        ):
+            if raw is None:
+                figures.append((f"round trips {shape}", await rate(one, count, inflight), "1/s", 1))
+                continue
+            label, raw_one = raw
+            theirs, ours, percentages = await interleaved_rates(raw_one, one, count, inflight)
+            figures.append((f"{label} {shape}", theirs, "1/s", 1))
+            figures.append((f"round trips {shape}", ours, "1/s", 1))
+            ratio = f"round trips {shape} / {label}"
+            figures.append((f"{ratio}, slowest round", min(percentages), "%", 1))
+            figures.append((f"{ratio}, fastest round", max(percentages), "%", 1))
         await without_fleet(child, daemon)
 
     try:
@@ -433,21 +491,32 @@ async def run(args: argparse.Namespace) -> None:
         keydir = Path(tmp)
         generate_keypair(keydir, "bench")
         generate_keypair(keydir, "hosts")
-        if args.transport != "memory" and not args.no_raw and not args.no_round_trips:
-            raw = await raw_rates(url, args.sequential, args.parallel)
-            rows.extend((name, value, "1/s", 1) for name, value in raw.items())
-        rows.extend(
-            await mcoflow_figures(
-                args.transport,
-                url,
-                keydir,
-                args.sequential,
-                args.parallel,
-                fleets,
-                args.reply_batch or None,
-                round_trips=not args.no_round_trips,
+        async with contextlib.AsyncExitStack() as stack:
+            raw: tuple[str, RoundTrip] | None = None
+            if args.transport != "memory" and not args.no_raw and not args.no_round_trips:
+                ones = await stack.enter_async_context(raw_round_trips(url))
+                same = SAME_DELIVERY[args.transport]
+                raw = (same, ones.pop(same))
+                for label, one in ones.items():  # the others alone, for comparison
+                    rows.append(
+                        (f"{label} sequential", await rate(one, args.sequential, 1), "1/s", 1)
+                    )
+                    rows.append(
+                        (f"{label} 100 in flight", await rate(one, args.parallel, 100), "1/s", 1)
+                    )
+            rows.extend(
+                await mcoflow_figures(
+                    args.transport,
+                    url,
+                    keydir,
+                    args.sequential,
+                    args.parallel,
+                    fleets,
+                    args.reply_batch or None,
+                    round_trips=not args.no_round_trips,
+                    raw=raw,
+                )
             )
-        )
     rows.extend(ratios_to_raw(rows, args.transport))
     rows.append(("machine: fixed Python work at the end (ms)", python_work_ms(), "ms", 1))
     if args.json:
@@ -469,9 +538,10 @@ async def run(args: argparse.Namespace) -> None:
         return
     batch = args.reply_batch or "auto"
     print(f"rpc benchmark  transport={args.transport}  cores={CORES}  reply_batch={batch}")
-    print(f"{'metric':<52} {'n':>7} {'value':>12}  unit")
+    width = max(len(metric) for metric, *_ in rows)
+    print(f"{'metric':<{width}} {'n':>7} {'value':>12}  unit")
     for metric, value, unit, n in rows:
-        print(f"{metric:<52} {n:>7} {value:>12.2f}  {unit}")
+        print(f"{metric:<{width}} {n:>7} {value:>12.2f}  {unit}")
 
 
 def main() -> None:
