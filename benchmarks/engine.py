@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
@@ -123,16 +125,23 @@ class Report:
             print(f"{benchmark:<40}{metric:<30}{value:>14,.2f}  {unit}")
 
 
-async def fresh_url(store: str, tmp: Path, name: str) -> str:
+@contextlib.asynccontextmanager
+async def fresh_database(store: str, tmp: Path, name: str) -> AsyncIterator[str]:
+    """An empty database for one figure, dropped again afterwards (PostgreSQL)."""
     if store == "sqlite":
-        return f"sqlite:///{tmp / (name + '.db')}"
+        yield f"sqlite:///{tmp / (name + '.db')}"
+        return
     base = normalize_url(DEFAULT_PG)
     admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    await admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
+    try:
+        async with admin.connect() as conn:
+            await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            await conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        async with admin.connect() as conn:
+            await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.dispose()
 
 
 async def wait_all_stopped(world: World, total: int, timeout: float = 600) -> None:
@@ -271,20 +280,15 @@ async def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="mcoflow-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        if "d" in only:
-            await bench_raw_insert(
-                report, await fresh_url(args.store, tmp, "mcoflow_bench_raw"), n(2000)
-            )
-        if "a" in only:
-            await bench_sequential(
-                report, await fresh_url(args.store, tmp, "mcoflow_bench_a"), n(1000)
-            )
-        if "b" in only:
-            await bench_fanout(report, await fresh_url(args.store, tmp, "mcoflow_bench_b"), n(1000))
-        if "c" in only:
-            await bench_suspended(
-                report, await fresh_url(args.store, tmp, "mcoflow_bench_c"), n(10000)
-            )
+        for key, bench, name, base_n in (
+            ("d", bench_raw_insert, "mcoflow_bench_raw", 2000),
+            ("a", bench_sequential, "mcoflow_bench_a", 1000),
+            ("b", bench_fanout, "mcoflow_bench_b", 1000),
+            ("c", bench_suspended, "mcoflow_bench_c", 10000),
+        ):
+            if key in only:
+                async with fresh_database(args.store, tmp, name) as url:
+                    await bench(report, url, n(base_n))
     if not args.json:
         report.table()
     else:
