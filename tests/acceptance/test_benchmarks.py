@@ -1,0 +1,139 @@
+"""The benchmark scripts, run as a reader runs them but at a tiny scale, on the real
+servers: each finishes, and with ``--json`` prints one JSON object per figure with its
+benchmark, metric, value and unit and the parameters it ran with. Speed is not
+asserted (that is what the scripts are for); that they keep working is."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.rpc_fixtures import require_amqp, require_nats
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+EVERY_FIGURE = {"benchmark", "metric", "value", "unit", "n", "cores"}
+
+
+def run_benchmark(script: str, *args: str) -> list[dict[str, Any]]:
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    figures = [json.loads(line) for line in completed.stdout.splitlines()]
+    assert figures, "no figures printed"
+    for figure in figures:
+        assert figure.keys() >= EVERY_FIGURE, figure
+        assert isinstance(figure["value"], int | float) and math.isfinite(figure["value"]), figure
+    return figures
+
+
+def databases_named(pg_url: str, prefix: str) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,)
+        ).fetchall()
+    return [name for (name,) in rows]
+
+
+def values(figures: list[dict[str, Any]], **where: Any) -> dict[str, float]:
+    return {
+        f["metric"]: f["value"]
+        for f in figures
+        if all(f.get(key) == wanted for key, wanted in where.items())
+    }
+
+
+@pytest.mark.parametrize(
+    "store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+)
+def test_engine_benchmark(store: str, request: pytest.FixtureRequest) -> None:
+    pg_url = request.getfixturevalue("pg_server") if store == "postgresql" else None
+    figures = run_benchmark("engine.py", "--store", store, "--scale", "0.01")
+    assert {f["store"] for f in figures} == {store}
+    assert all(f["value"] > 0 for f in figures if f["unit"].endswith("/s")), figures
+    if pg_url is not None:  # its databases are dropped again
+        assert databases_named(pg_url, "mcoflow_bench") == []
+
+
+def _rpc(transport: str) -> dict[str, float]:
+    figures = run_benchmark(
+        "rpc.py", "--transport", transport, "--sequential", "40", "--parallel", "200",
+        "--hosts", "10",
+    )  # fmt: skip
+    assert {f["transport"] for f in figures} == {transport}
+    found = values(figures)
+    assert found["round trips sequential"] > 0
+    assert found["round trips 100 in flight"] > 0
+    assert values(figures, n=10)["discover and call hosts"] > 0
+    return found
+
+
+def test_rpc_benchmark_in_memory() -> None:
+    found = _rpc("memory")
+    assert not any(metric.startswith("raw") for metric in found)  # no broker to compare with
+
+
+@pytest.mark.parametrize(
+    ("transport", "same_delivery"),
+    [
+        pytest.param("amqp", "raw transient+confirms", marks=pytest.mark.rabbitmq),
+        pytest.param("nats", "raw jetstream", marks=pytest.mark.nats),
+    ],
+)
+def test_rpc_benchmark_compares_with_the_raw_broker(transport: str, same_delivery: str) -> None:
+    require_amqp() if transport == "amqp" else require_nats()
+    found = _rpc(transport)
+    for shape in ("sequential", "100 in flight"):
+        ratio = f"round trips {shape} / {same_delivery}"
+        assert found[ratio] == pytest.approx(
+            100 * found[f"round trips {shape}"] / found[f"{same_delivery} {shape}"], rel=1e-3
+        )
+        # over all rounds, the ratio is the rounds' percentages weighted by mcoflow's time
+        slowest, fastest = found[f"{ratio}, slowest round"], found[f"{ratio}, fastest round"]
+        assert slowest - 0.01 <= found[ratio] <= fastest + 0.01
+
+
+@pytest.mark.postgresql
+def test_hotpaths_benchmark(pg_server: str) -> None:
+    found = values(run_benchmark("hotpaths.py", "--rounds", "2"))
+    assert found["bulk UPDATE params, 500 rows: mcoflow dumper"] > 0
+    assert found["Ed25519 check: libsodium (PyNaCl)"] > 0
+
+
+def _fleet(*args: str) -> list[dict[str, Any]]:
+    figures = run_benchmark("fleet.py", "--hosts", "20", "--plans", "20", "--repeat", "1", *args)
+    plans = values(figures, figure="(a) 20 plans x 1 remote step")
+    assert plans["plans/s (trigger -> all stopped)"] > 0
+    job = values(figures, figure="(b) InstallAndRestart on 20 hosts")
+    assert job["seconds trigger -> job stopped"] > 0
+    return figures
+
+
+def test_fleet_benchmark_embedded() -> None:
+    figures = _fleet("--transport", "memory", "--store", "sqlite")
+    assert {(f["transport"], f["store"]) for f in figures} == {("memory", "sqlite")}
+
+
+@pytest.mark.postgresql
+@pytest.mark.rabbitmq
+def test_fleet_benchmark_on_rabbitmq_and_postgresql(pg_server: str) -> None:
+    require_amqp()
+    figures = _fleet("--agents", "1")
+    assert {(f["transport"], f["store"]) for f in figures} == {("amqp", "postgresql")}
+    # the executor is a process of its own here, measured
+    job = values(figures, figure="(b) InstallAndRestart on 20 hosts")
+    assert job["executor peak RSS"] > 0
+    assert job["CPU ms per host: executor"] > 0
+    assert databases_named(pg_server, "mcoflow_fleet") == []
