@@ -26,7 +26,8 @@ the executor and the simulated hosts share this process (the embedded default); 
 RSS figure is then this whole process.
 
 Beside the figures: the CPU each part used while a figure ran (executor, agents, broker,
-database, this benchmark), per plan or per host, read from /proc; and, before them, the
+database, this benchmark), per plan or per host, read from /proc, and the rate at which
+that CPU would keep every core busy (the most the machine allows); and, before them, the
 broker's own floor: one persistent message to each of ``--plans`` durable queues with
 plain aio-pika and no mcoflow (its CPU per message; a remote step needs one such
 message and a reply).
@@ -207,6 +208,13 @@ class CpuMeter:
 def report_cpu(report: Report, figure: str, used: dict[str, float], per: int, what: str) -> None:
     for group, seconds in used.items():
         report.add(figure, f"CPU ms per {what}: {group}", seconds * 1000 / per, "ms", per)
+    # the rate at which this CPU per plan (or host) would keep every core busy: how far
+    # the figure is from what the machine's cores allow, whatever the wall clock did
+    cores = os.cpu_count() or 1
+    total = sum(used.values())
+    if total > 0:
+        report.add(figure, f"{what}s/s all cores allow at that CPU", cores * per / total,
+                   f"{what}s/s", per)  # fmt: skip
 
 
 class Databases:

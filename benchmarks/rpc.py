@@ -14,6 +14,12 @@ measured in alternating rounds (ten each) with both responders running, so a dri
 the machine's speed during the run weighs on both alike; the slowest and fastest
 round's percentage show how much the machine moved.
 
+Beside the ratio: the time mcoflow's signed messages take per round trip with no
+transport at all (the request built, sealed and opened, the reply built, sealed and
+opened: two Ed25519 signatures and two checks), and the percentage of the raw rate a
+round trip would reach if that work were all mcoflow added to the raw one: what
+signing and checking every message costs, which the raw round trip does not pay.
+
 The hosts are the real agent daemon (``mcoflow.agent.daemon.AgentDaemon`` with
 ``simulate_hosts``): in a subprocess for RabbitMQ and NATS, in this process for the
 memory transport. ``--reply-batch 1`` makes the agent sign and send every reply on
@@ -45,9 +51,15 @@ from mcoflow.rpc import (
     Filter,
     RpcClient,
     Signer,
+    StatusCode,
     Transport,
     Verifier,
+    build_reply,
+    build_request,
     generate_keypair,
+    open_replies,
+    open_request,
+    seal,
     transport_from_url,
 )
 from mcoflow.runtime import tune_gc
@@ -481,6 +493,41 @@ def ratios_to_raw(
     return ratios
 
 
+def message_work_us(keydir: Path, count: int = 2000) -> float:
+    """Microseconds per round trip of mcoflow's own message work at both ends, with no
+    transport: what the client and the agent do to every request and reply."""
+    caller, host = Signer.from_file(keydir / "bench.key"), Signer.from_file(keydir / "hosts.key")
+    at_host = Verifier({"bench": caller.public_key})
+    at_client = Verifier({"hosts": host.public_key})
+    started = time.perf_counter()
+    for _ in range(count):  # a new id each time: no envelope is opened from a cache
+        request = build_request(
+            sender="bench", caller="bench", collective="bench", agent="rpcutil",
+            action="ping", reply_to="mcoflow-bench.replies",
+        )  # fmt: skip
+        received = open_request(seal(request, caller), at_host)
+        reply = build_reply(received, sender=HOST_PATTERN.format(n=1), statuscode=StatusCode.OK,
+                            data={"pong": time.time()})  # fmt: skip
+        open_replies(seal(reply, host), at_client)
+    return (time.perf_counter() - started) / count * 1e6
+
+
+def message_work_figures(
+    rows: list[tuple[str, float, str, int]], transport: str, keydir: Path
+) -> list[tuple[str, float, str, int]]:
+    """The message work per round trip, and the share of the raw sequential rate left
+    if it were all mcoflow added to a raw round trip."""
+    work = message_work_us(keydir)
+    figures = [("signed message work per round trip, no transport (us)", work, "us", 1)]
+    same = SAME_DELIVERY.get(transport)
+    raw = {metric: value for metric, value, _, _ in rows}.get(f"{same} sequential")
+    if raw:
+        raw_us = 1e6 / raw
+        label = f"{same} sequential + that work, % of raw"
+        figures.append((label, 100 * raw_us / (raw_us + work), "%", 1))
+    return figures
+
+
 async def run(args: argparse.Namespace) -> None:
     url = args.url or DEFAULT_URLS[args.transport]
     fleets = [int(n) for n in args.hosts.split(",") if n]
@@ -517,6 +564,7 @@ async def run(args: argparse.Namespace) -> None:
                     raw=raw,
                 )
             )
+        rows.extend(message_work_figures(rows, args.transport, keydir))
     rows.extend(ratios_to_raw(rows, args.transport))
     rows.append(("machine: fixed Python work at the end (ms)", python_work_ms(), "ms", 1))
     if args.json:

@@ -77,12 +77,16 @@ def _rpc(transport: str) -> dict[str, float]:
     assert found["round trips sequential"] > 0
     assert found["round trips 100 in flight"] > 0
     assert values(figures, n=10)["discover and call hosts"] > 0
+    assert found[MESSAGE_WORK] > 0
     return found
+
+
+MESSAGE_WORK = "signed message work per round trip, no transport (us)"
 
 
 def test_rpc_benchmark_in_memory() -> None:
     found = _rpc("memory")
-    assert not any(metric.startswith("raw") for metric in found)  # no broker to compare with
+    assert not any("raw" in metric for metric in found)  # no broker to compare with
 
 
 @pytest.mark.parametrize(
@@ -103,6 +107,11 @@ def test_rpc_benchmark_compares_with_the_raw_broker(transport: str, same_deliver
         # over all rounds, the ratio is the rounds' percentages weighted by mcoflow's time
         slowest, fastest = found[f"{ratio}, slowest round"], found[f"{ratio}, fastest round"]
         assert slowest - 0.01 <= found[ratio] <= fastest + 0.01
+    # what the raw sequential rate would be with mcoflow's message work added to each trip
+    raw_us = 1e6 / found[f"{same_delivery} sequential"]
+    assert found[f"{same_delivery} sequential + that work, % of raw"] == pytest.approx(
+        100 * raw_us / (raw_us + found[MESSAGE_WORK]), rel=1e-3
+    )
 
 
 @pytest.mark.postgresql
@@ -136,4 +145,9 @@ def test_fleet_benchmark_on_rabbitmq_and_postgresql(pg_server: str) -> None:
     job = values(figures, figure="(b) InstallAndRestart on 20 hosts")
     assert job["executor peak RSS"] > 0
     assert job["CPU ms per host: executor"] > 0
+    # the rate every core busy would give at the CPU per host the parts used
+    cpu_ms = sum(v for metric, v in job.items() if metric.startswith("CPU ms per host: "))
+    assert job["hosts/s all cores allow at that CPU"] == pytest.approx(
+        figures[0]["cores"] * 1000 / cpu_ms, rel=0.01
+    )
     assert databases_named(pg_server, "mcoflow_fleet") == []
