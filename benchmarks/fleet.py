@@ -116,9 +116,11 @@ class Report:
             f"load average now {load}",
             file=out,
         )
-        print(f"{'figure':<50}{'metric':<30}{'value':>12}  unit", file=out)
+        figure = max([len("figure"), *(len(row[0]) for row in self.rows)]) + 2
+        metric_width = max([len("metric"), *(len(row[1]) for row in self.rows)]) + 2
+        print(f"{'figure':<{figure}}{'metric':<{metric_width}}{'value':>12}  unit", file=out)
         for benchmark, metric, value, unit, _ in self.rows:
-            print(f"{benchmark:<50}{metric:<30}{value:>12,.2f}  {unit}", file=out)
+            print(f"{benchmark:<{figure}}{metric:<{metric_width}}{value:>12,.2f}  {unit}", file=out)
 
 
 def log(message: str) -> None:
