@@ -116,11 +116,11 @@ class Report:
             f"load average now {load}",
             file=out,
         )
-        figure = max([len("figure"), *(len(row[0]) for row in self.rows)]) + 2
-        metric_width = max([len("metric"), *(len(row[1]) for row in self.rows)]) + 2
-        print(f"{'figure':<{figure}}{'metric':<{metric_width}}{'value':>12}  unit", file=out)
+        figures = max([len("figure"), *(len(row[0]) for row in self.rows)]) + 2
+        metrics = max([len("metric"), *(len(row[1]) for row in self.rows)]) + 2
+        print(f"{'figure':<{figures}}{'metric':<{metrics}}{'value':>12}  unit", file=out)
         for benchmark, metric, value, unit, _ in self.rows:
-            print(f"{benchmark:<{figure}}{metric:<{metric_width}}{value:>12,.2f}  {unit}", file=out)
+            print(f"{benchmark:<{figures}}{metric:<{metrics}}{value:>12,.2f}  {unit}", file=out)
 
 
 def log(message: str) -> None:
@@ -215,8 +215,8 @@ def report_cpu(report: Report, figure: str, used: dict[str, float], per: int, wh
     cores = os.cpu_count() or 1
     total = sum(used.values())
     if total > 0:
-        report.add(figure, f"{what}s/s all cores allow at that CPU", cores * per / total,
-                   f"{what}s/s", per)  # fmt: skip
+        rate = cores * per / total
+        report.add(figure, f"{what}s/s all cores allow at that CPU", rate, f"{what}s/s", per)
 
 
 class Databases:

@@ -506,8 +506,8 @@ def message_work_us(keydir: Path, count: int = 2000) -> float:
             action="ping", reply_to="mcoflow-bench.replies",
         )  # fmt: skip
         received = open_request(seal(request, caller), at_host)
-        reply = build_reply(received, sender=HOST_PATTERN.format(n=1), statuscode=StatusCode.OK,
-                            data={"pong": time.time()})  # fmt: skip
+        pong = {"pong": time.time()}
+        reply = build_reply(received, sender="bench-host", statuscode=StatusCode.OK, data=pong)
         open_replies(seal(reply, host), at_client)
     return (time.perf_counter() - started) / count * 1e6
 

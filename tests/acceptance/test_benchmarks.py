@@ -67,6 +67,9 @@ def test_engine_benchmark(store: str, request: pytest.FixtureRequest) -> None:
         assert databases_named(pg_url, "mcoflow_bench") == []
 
 
+MESSAGE_WORK = "signed message work per round trip, no transport (us)"
+
+
 def _rpc(transport: str) -> dict[str, float]:
     figures = run_benchmark(
         "rpc.py", "--transport", transport, "--sequential", "40", "--parallel", "200",
@@ -79,9 +82,6 @@ def _rpc(transport: str) -> dict[str, float]:
     assert values(figures, n=10)["discover and call hosts"] > 0
     assert found[MESSAGE_WORK] > 0
     return found
-
-
-MESSAGE_WORK = "signed message work per round trip, no transport (us)"
 
 
 def test_rpc_benchmark_in_memory() -> None:
