@@ -8,14 +8,23 @@ in the working directory and the in-process broker.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import types
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 # NAME of a "NAME:HASH" web_users / web_api_tokens entry: who acts, in a plan's history
 WEB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
@@ -33,28 +42,23 @@ def config_file() -> Path | None:
     return local if local.exists() else None
 
 
-class _YamlSource(PydanticBaseSettingsSource):
-    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
-        super().__init__(settings_cls)
-        self.path = path
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        if self.path is None:
-            return {}
-        try:
-            data = yaml.safe_load(self.path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise SettingsError(f"config file {self.path}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise SettingsError(f"config file {self.path}: expected a mapping at the top")
-        return data
+def _from_file(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError(f"config file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path}: expected a mapping at the top")
+    return data
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MCOFLOW_", extra="forbid", frozen=True)
+class Settings(BaseModel):
+    """The settings, as ``load_settings`` reads them: not through pydantic-settings,
+    whose import was a large part of every command's start-up."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     database_url: str = "sqlite:///mcoflow.db"
     transport_url: str = "memory://"
@@ -72,6 +76,11 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(2.0, gt=0)
     dead_after: float = Field(20.0, gt=0)
     retention_days: float = Field(30.0, gt=0)
+    allow_unknown_hosts: bool = Field(
+        False,
+        description="send jobs to host names never seen by a discovery or a reply (one "
+        "that does not exist then ends as 'no response')",
+    )
     web_users: tuple[str, ...] = Field(
         default=(), description="'NAME:HASH' lines of `mcoflow web hash-password NAME`"
     )
@@ -106,21 +115,45 @@ class Settings(BaseSettings):
                 )
         return entries
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, _YamlSource(settings_cls, config_file())
+
+def _structured(annotation: Any) -> bool:
+    """Whether a setting of this type is given as JSON in its environment variable."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_structured(a) for a in get_args(annotation) if a is not type(None))
+    kind = get_origin(annotation) or annotation
+    return kind in (list, tuple, dict, set, frozenset) or (
+        isinstance(kind, type) and issubclass(kind, BaseModel)
+    )
+
+
+def _from_environment() -> dict[str, Any]:
+    """``MCOFLOW_<NAME>`` (any case) of each setting; lists and mappings as JSON."""
+    environment = {key.lower(): value for key, value in os.environ.items()}
+    values: dict[str, Any] = {}
+    for name, field in Settings.model_fields.items():
+        raw = environment.get(f"mcoflow_{name}")
+        if raw is None:
+            continue
+        if not _structured(field.annotation):
+            values[name] = raw
+            continue
+        try:
+            values[name] = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"MCOFLOW_{name.upper()}: expected JSON: {exc}") from None
+    return values
 
 
 def load_settings(**overrides: Any) -> Settings:
+    """The settings: ``overrides`` (None: not given), else the environment, else the
+    config file, else the defaults."""
+    values = {
+        **_from_file(config_file()),
+        **_from_environment(),
+        **{k: v for k, v in overrides.items() if v is not None},
+    }
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        return Settings.model_validate(values)
     except ValidationError as exc:
         raise SettingsError(f"invalid settings: {validation_problems(exc)}") from None
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mcoflow.actions.bridge import LostRequests, ReplyRouter, RpcPublisher
+from mcoflow.actions.inventory import use_inventory
 from mcoflow.config import Settings
 from mcoflow.engine import Executor, Store, World
 from mcoflow.rpc.client import RpcClient
@@ -75,12 +76,14 @@ class Orchestrator:
             await agent.start()
         self.router.start()
         await self.client.start()
+        # the executor's tasks, created now, inherit it: Discover reads what to expect
+        use_inventory(self.store)
         await self.executor.start()
         self.lost_requests = lost = LostRequests(
             self.transport, self.store, self.executor.wake_outbox
         )
         self._forget_listener = self.transport.on_reconnect(lost.check)
-        await lost.check()
+        await lost.at_start()
 
     async def stop(self) -> None:
         if self._forget_listener is not None:

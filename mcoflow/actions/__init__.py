@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mcoflow.actions.bridge import LostRequests, ReplyRouter, RpcPublisher
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from mcoflow.actions.fleet import (
     Discover,
     FleetJob,
@@ -24,6 +26,20 @@ from mcoflow.actions.operations import (
 )
 from mcoflow.actions.parameters import JobInputError, Parameter, parse_parameter
 from mcoflow.actions.remote import NoResponseError, RemoteAction, RemoteError
+
+if TYPE_CHECKING:
+    from mcoflow.actions.bridge import LostRequests, ReplyRouter, RpcPublisher
+
+
+def __getattr__(name: str) -> Any:
+    """The bridge on first use: it needs the RPC client and its signing, which a process
+    that only triggers and reads plans (the command line) does not load."""
+    if name not in {"LostRequests", "ReplyRouter", "RpcPublisher"}:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module("mcoflow.actions.bridge"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Discover",

@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mcoflow.actions.inventory import sighting
 from mcoflow.actions.remote import REPLY_KEY, RPC_DESTINATION, parse_request_id
 from mcoflow.engine import EventKind, Store
 from mcoflow.engine.executor import TRICKLE
+from mcoflow.engine.store import HostSighting
 from mcoflow.rpc.client import RpcClient
 from mcoflow.rpc.filters import Filter
 from mcoflow.rpc.messages import Reply
@@ -43,10 +45,12 @@ class RpcPublisher:
 
 
 class LostRequests:
-    """When the broker lost the requests it held (a restart), the steps still waiting
-    for an answer have theirs published again. Checked when the orchestrator starts (the
-    broker may have restarted while it was down) and after every reconnection; of the
-    processes sharing a database, the first to notice does it for all."""
+    """The steps still waiting for an answer have their latest request published again
+    when it may be gone: at every start of the orchestrator (whatever the transport: an
+    in-process broker dies with the process, and hosts may have lost what they were
+    running) and after a reconnection when the transport says the broker may have lost
+    what it held. Hosts answer a repeated request id from their journal; replies are
+    deduplicated by (request id, sender), so a request sent twice is harmless."""
 
     def __init__(self, transport: Transport, store: Store, wake_outbox: Callable[[], None]):
         self.transport = transport
@@ -54,21 +58,33 @@ class LostRequests:
         self.wake_outbox = wake_outbox
         self.republished = 0
 
-    async def check(self) -> None:
-        await self.transport.recover_lost_requests(self._republish)
+    async def at_start(self) -> None:
+        """Republish once: through the transport's recovery (which also tells the other
+        processes sharing the broker that it is done), or here when that did not run."""
+        if not await self.transport.recover_lost_requests(self._lost_by_broker):
+            await self._republish("the orchestrator started")
 
-    async def _republish(self) -> None:
+    async def check(self) -> None:
+        """After a reconnection: republish if the broker may have lost the requests."""
+        await self.transport.recover_lost_requests(self._lost_by_broker)
+
+    async def _lost_by_broker(self) -> None:
+        await self._republish("the broker may have lost its requests")
+
+    async def _republish(self, why: str) -> None:
         count = await self.store.republish_waiting(RPC_DESTINATION)
         self.republished += count
         if count:
-            log.warning("the broker lost its requests; %d waiting steps send theirs again", count)
+            log.warning("%s; %d waiting steps send their requests again", why, count)
             self.wake_outbox()
 
 
 class ReplyRouter:
     """Writes each reply as an event for its step, in batches (group commit), and
     returns only after the commit, so the transport acknowledges committed replies only.
-    Duplicates (same request id and sender) are dropped by the store's dedupe key."""
+    Duplicates (same request id and sender) are dropped by the store's dedupe key.
+    Just before each batch, its senders' sightings go to the host inventory in one
+    statement (best effort: the next reply or discovery records them again)."""
 
     def __init__(
         self,
@@ -91,6 +107,7 @@ class ReplyRouter:
         ] = []
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._sightings: list[HostSighting] = []
 
     def start(self) -> None:
         if self._task is None:
@@ -117,7 +134,9 @@ class ReplyRouter:
         payload = {REPLY_KEY: reply.model_dump(mode="json")}
         key = f"reply:{reply.request_id}:{reply.sender}"
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(((plan_id, step_idx, EventKind.USER, payload, key, time.time()), fut))
+        now = time.time()
+        self._pending.append(((plan_id, step_idx, EventKind.USER, payload, key, now), fut))
+        self._sightings.append(sighting(reply, now))
         self._kick.set()
         self.start()
         await fut
@@ -133,6 +152,8 @@ class ReplyRouter:
                     self._pending[: self.max_batch],
                     self._pending[self.max_batch :],
                 )
+                # first: a step that sees a reply finds its sender in the inventory
+                await self._record_sightings()
                 try:
                     fresh = await self.store.deliver_events([item for item, _ in batch])
                 except Exception as exc:
@@ -149,3 +170,12 @@ class ReplyRouter:
                         fut.set_result(None)
                 if self.on_delivered is not None:
                     self.on_delivered()
+
+    async def _record_sightings(self) -> None:
+        seen, self._sightings = self._sightings, []
+        if not seen:
+            return
+        try:
+            await self.store.record_sightings(seen)
+        except Exception:
+            log.exception("recording %d host sightings failed", len(seen))

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from mcoflow.actions.inventory import (
+    INVENTORY_ACTION,
+    INVENTORY_AGENT,
+    current_inventory,
+    expected_hosts,
+)
 from mcoflow.actions.operations import (
     HostName,
     Install,
@@ -32,8 +38,16 @@ from mcoflow.engine import (
     SubPlan,
     WithSubPlans,
 )
+from mcoflow.engine.child_status import FAILED
+from mcoflow.engine.subplans import LazySubPlans
 from mcoflow.engine.world import World
-from mcoflow.rpc.filters import Filter
+from mcoflow.rpc.filters import Filter, FilterError
+
+FILTER_TEXT_MAX = 1024
+
+
+# the payload of the event that ends a discovery's grace period
+GRACE_KEY = "discovery_grace"
 
 
 class JobKind(enum.StrEnum):
@@ -65,60 +79,105 @@ def _count(value: str | None, total: int, what: str) -> int | None:
 
 
 class Discover(Action):
-    """Broadcast ``rpcutil.ping`` with a filter; the hosts that answer in time."""
+    """Broadcast ``rpcutil.inventory`` with a filter; the hosts that answer in time.
+
+    The replies carry each host's facts, classes and agents into the host inventory (the
+    reply router records them). It ends when the timeout passes, or earlier: once every
+    host the inventory expects for this filter has answered, plus ``grace`` seconds for
+    hosts it does not know yet. With nothing expected it waits the whole timeout."""
 
     name = "mcoflow.discover"
     idempotent = True
+    weight = 0.0  # a fleet's progress is by hosts: finding them is no part of it
 
     class Input(BaseModel):
         filter: dict[str, Any] = Field(default_factory=dict)
+        filter_text: str | None = Field(None, max_length=FILTER_TEXT_MAX)
         timeout: float = Field(2.0, gt=0, le=600)
+        grace: float = Field(0.25, ge=0, le=60)
+
+        @field_validator("filter")
+        @classmethod
+        def _filter_ok(cls, value: dict[str, Any]) -> dict[str, Any]:
+            return _valid_filter(value) or {}
+
+        @model_validator(mode="after")
+        def _text_ok(self) -> Discover.Input:
+            return _text_matches(self)  # type: ignore[no-any-return]
 
     class Output(BaseModel):
         hosts: list[str]
 
     @classmethod
     def describe(cls, args: Any) -> str:
-        return f"Discover hosts{' matching ' + str(args['filter']) if args.get('filter') else ''}"
+        shown = filter_label(args.get("filter"), args.get("filter_text"))
+        return f"Discover hosts{' matching ' + shown if shown else ''}"
 
-    def run(self, event: Event | None = None) -> None:
+    async def run(self, event: Event | None = None) -> None:
         if event is None:
-            rid = request_id(self.plan_id, self.step_id, 0)
-            self.data.update(request_id=rid, hosts=[])
-            self.send(
-                RPC_DESTINATION,
-                {
-                    "id": rid,
-                    "agent": "rpcutil",
-                    "action": "ping",
-                    "data": {},
-                    "identities": None,
-                    "filter": self.input.filter,
-                    "ttl": self.input.timeout,
-                },
-            )
-            self.schedule_timeout(self.input.timeout)
-            self.suspend()
-            return
-        if event.kind is EventKind.TIMEOUT:
+            await self._broadcast()
+        elif event.kind is EventKind.TIMEOUT or event.payload.get(GRACE_KEY):
             self.output["hosts"] = sorted(set(self.data["hosts"]))
             return
-        reply = event.payload.get(REPLY_KEY)
-        ours = isinstance(reply, dict) and reply.get("request_id") == self.data["request_id"]
-        if ours and reply.get("statuscode") == 0:  # type: ignore[union-attr]
-            self.data["hosts"].append(reply["sender"])  # type: ignore[index]
+        else:
+            self._answered(event.payload.get(REPLY_KEY))
         self.suspend()
+
+    async def _broadcast(self) -> None:
+        rid = request_id(self.plan_id, self.step_id, 0)
+        inventory = current_inventory()
+        expected = (
+            await expected_hosts(inventory, self.input.filter) if inventory is not None else []
+        )
+        self.data.update(request_id=rid, hosts=[], expected=expected, grace=False)
+        self.send(
+            RPC_DESTINATION,
+            {
+                "id": rid,
+                "agent": INVENTORY_AGENT,
+                "action": INVENTORY_ACTION,
+                "data": {},
+                "identities": None,
+                "filter": self.input.filter,
+                "ttl": self.input.timeout,
+            },
+        )
+        self.schedule_timeout(self.input.timeout)
+
+    def _answered(self, reply: Any) -> None:
+        if not isinstance(reply, dict) or reply.get("request_id") != self.data["request_id"]:
+            return
+        # any answer counts: the host exists and its agent found the filter matching
+        self.data["hosts"].append(reply["sender"])
+        if self.data.get("grace") or not self.data.get("expected"):
+            return
+        waiting = self._waiting()
+        waiting.discard(reply["sender"])
+        if not waiting:
+            self.data["grace"] = True
+            self.schedule_event({GRACE_KEY: True}, after=self.input.grace)
+
+    def _waiting(self) -> set[str]:
+        # built once per run (a run gets a whole batch of replies), then kept up to date
+        if self._expected_waiting is None:
+            self._expected_waiting = set(self.data["expected"]) - set(self.data["hosts"])
+        return self._expected_waiting
+
+    _expected_waiting: set[str] | None = None
 
 
 class FleetJob(WithSubPlans):
     """Run one of the four actions on many hosts (named, or found by discovery)."""
 
     name = "mcoflow.fleet"
+    noun = "hosts"
 
     class Input(BaseModel):
         kind: JobKind
         hosts: list[HostName] = Field(default_factory=list)
         filter: dict[str, Any] | None = None
+        # the filter as the operator wrote it, for labels; `filter` alone is rendered
+        filter_text: str | None = Field(None, max_length=FILTER_TEXT_MAX)
         packages: list[Name] = Field(default_factory=list)
         services: list[Name] = Field(default_factory=list)
         concurrency: int | None = Field(None, ge=1)
@@ -127,6 +186,15 @@ class FleetJob(WithSubPlans):
         max_failures: str | None = None
         discovery_timeout: float = Field(2.0, gt=0, le=600)
         timeout: float | None = Field(None, gt=0, le=86400)
+
+        @field_validator("filter")
+        @classmethod
+        def _filter_ok(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+            return _valid_filter(value)
+
+        @model_validator(mode="after")
+        def _text_ok(self) -> FleetJob.Input:
+            return _text_matches(self)  # type: ignore[no-any-return]
 
         @field_validator("batch_size", "max_failures", mode="before")
         @classmethod
@@ -150,7 +218,7 @@ class FleetJob(WithSubPlans):
         where = (
             f"{len(args['hosts'])} hosts"
             if args.get("hosts")
-            else f"hosts matching {args.get('filter')}"
+            else f"hosts matching {filter_label(args.get('filter'), args.get('filter_text'))}"
         )
         return f"{JobKind(args['kind']).value} {what} on {where}"
 
@@ -161,15 +229,21 @@ class FleetJob(WithSubPlans):
             return
         with self.sequence():
             found = self.plan_action(
-                Discover, filter=spec.filter or {}, timeout=spec.discovery_timeout
+                Discover,
+                filter=spec.filter or {},
+                filter_text=spec.filter_text,
+                timeout=spec.discovery_timeout,
             )
             self.plan_self(**{**args, "hosts": found.output["hosts"]})
 
-    def create_sub_plans(self) -> Iterator[SubPlan]:
+    def create_sub_plans(self) -> LazySubPlans:
         spec = self.input
-        for host in spec.hosts:
+
+        def one(host: str) -> SubPlan:
             action, args = host_action(spec.kind, host, spec.packages, spec.services, spec.timeout)
-            yield SubPlan(action, args, label=host)
+            return SubPlan(action, args, label=host)
+
+        return LazySubPlans(spec.hosts, one)
 
     def _total(self) -> int:
         return int(self.data.get("total") or len(self.input.hosts))
@@ -221,18 +295,29 @@ class HostResult:
     message: str
 
 
+HOST_PAGE = 1000
+
+
+async def host_pages(world: World, plan_id: str) -> AsyncIterator[list[HostResult]]:
+    """Per-host outcome of a fleet job (one row per child plan), in host order, a page
+    at a time: two queries per page, whatever the fleet's size."""
+    after: tuple[str, str] | None = None
+    while True:
+        page = await world.store.child_page(plan_id, limit=HOST_PAGE, after=after)
+        if not page.rows:
+            return
+        yield [
+            HostResult(r.label, r.plan_id, r.state, r.result, r.duration, r.message)
+            for r in page.rows
+        ]
+        if len(page.rows) < HOST_PAGE:
+            return
+        after = (page.rows[-1].label, page.rows[-1].plan_id)
+
+
 async def host_results(world: World, plan_id: str) -> list[HostResult]:
-    """Per-host outcome of a fleet job (one row per child plan)."""
-    out = []
-    for child in await world.store.child_plans(plan_id):
-        message = child.error or ""
-        if child.result not in (PlanResult.SUCCESS, PlanResult.PENDING) and not message:
-            failed = [s for s in await world.steps(child.id) if s.error]
-            message = failed[0].error.get("message", "") if failed and failed[0].error else ""
-        out.append(
-            HostResult(child.label, child.id, child.state, child.result, child.duration, message)
-        )
-    return out
+    """Every host's outcome of a fleet job, in host order."""
+    return [row async for rows in host_pages(world, plan_id) for row in rows]
 
 
 async def rerun_failed(world: World, plan_id: str, *, by: str = "system") -> Any:
@@ -241,12 +326,11 @@ async def rerun_failed(world: World, plan_id: str, *, by: str = "system") -> Any
     plan = await world.get_plan(plan_id)
     if plan.action != FleetJob.name:
         raise InvalidOperation(f"plan {plan_id} is not a fleet job")
-    failed = sorted(
-        {r.host for r in await host_results(world, plan_id) if r.result is not PlanResult.SUCCESS}
-    )
+    # failed or never run; not those still running or that succeeded with a warning
+    failed = sorted(set(await world.store.child_labels(plan.id, FAILED)))
     if not failed:
         raise InvalidOperation(f"plan {plan_id} has no failed hosts")
-    args = {**plan.args, "hosts": failed, "filter": None}
+    args = {**plan.args, "hosts": failed, "filter": None, "filter_text": None}
     return await world.trigger(
         FleetJob, label=f"rerun on {len(failed)} failed hosts of {plan.label}", by=by, **args
     )
@@ -254,3 +338,42 @@ async def rerun_failed(world: World, plan_id: str, *, by: str = "system") -> Any
 
 def filter_json(filter_: Filter | None) -> dict[str, Any]:
     return {} if filter_ is None else filter_.model_dump(mode="json")
+
+
+def _valid_filter(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A filter given as JSON (API, Python) is checked here, in the operator's words,
+    rather than when discovery sends it."""
+    if value is None:
+        return None
+    try:
+        return filter_json(Filter.from_json(value))
+    except FilterError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _text_matches(model: Any) -> Any:
+    """``filter_text`` alone gives ``filter``; given both, they must say the same."""
+    if model.filter_text is None:
+        return model
+    try:
+        parsed = Filter.parse_cli(model.filter_text.split())
+    except FilterError as exc:
+        raise ValueError(f"filter_text: {exc}") from None
+    if not model.filter:
+        model.filter = filter_json(parsed)
+    elif Filter.model_validate(model.filter) != parsed:
+        raise ValueError("filter_text: says another filter than filter")
+    return model
+
+
+def filter_label(value: dict[str, Any] | None, text: str | None = None) -> str:
+    """How a filter reads in labels: the operator's text, else the filter in the
+    command-line grammar (never its JSON)."""
+    if text and text.strip():
+        return " ".join(text.split())
+    if not value:
+        return ""
+    try:
+        return Filter.model_validate(value).to_cli() or "(every host)"
+    except ValueError:
+        return str(value)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
-
-from pydantic import ValidationError
 
 from mcoflow.actions.fleet import (
     Discover,
@@ -17,9 +16,12 @@ from mcoflow.actions.fleet import (
     host_action,
     rerun_failed,
 )
+from mcoflow.actions.inventory import matching_hosts
 from mcoflow.actions.parameters import JobInputError, parse_names, parse_parameter
-from mcoflow.engine import InputError, Plan, PlanFilter, PlanResult, PlanState, World
-from mcoflow.rpc.filters import Filter
+from mcoflow.actions.schedule import start_window
+from mcoflow.engine import Action, InputError, Plan, PlanResult, PlanState, World
+from mcoflow.engine.store import HostRecord
+from mcoflow.rpc.filters import Filter, FilterError
 
 
 def parse_filter(text: str | None, *, field: str = "filter") -> Filter | None:
@@ -28,8 +30,13 @@ def parse_filter(text: str | None, *, field: str = "filter") -> Filter | None:
         return None
     try:
         return Filter.parse_cli(text.split())
-    except (ValueError, ValidationError) as exc:
-        raise JobInputError(field, str(exc).splitlines()[0]) from None
+    except FilterError as exc:
+        raise JobInputError(field, str(exc)) from None
+
+
+def filter_text(text: str | None) -> str | None:
+    """The operator's filter as they wrote it (blanks collapsed), kept for labels."""
+    return " ".join(text.split()) if text and text.strip() else None
 
 
 def parse_hosts(hosts: Sequence[str] | str, *, field: str = "hosts") -> list[str]:
@@ -38,11 +45,7 @@ def parse_hosts(hosts: Sequence[str] | str, *, field: str = "hosts") -> list[str
         if isinstance(hosts, str)
         else [w for h in hosts for w in h.replace(",", " ").split()]
     )
-    seen: list[str] = []
-    for word in words:
-        if word not in seen:
-            seen.append(word)
-    return seen
+    return list(dict.fromkeys(words))  # first occurrence kept, in order
 
 
 def parse_job_parameter(kind: JobKind, text: str) -> tuple[list[str], list[str]]:
@@ -64,18 +67,18 @@ class Jobs:
         self.world = world
         self.check_hosts = check_hosts
 
-    async def known_hosts(self) -> set[str] | None:
-        """Hosts found by the latest successful discovery (None: never discovered)."""
-        page = await self.world.list_plans(
-            PlanFilter(action=Discover.name, result=PlanResult.SUCCESS), limit=1
-        )
-        if not page.items:
-            return None
-        plan = page.items[0]
-        for step in await self.world.steps(plan.id):
-            if step.action == Discover.name and step.output:
-                return set(step.output.get("hosts", []))
-        return None
+    async def known_hosts(self) -> set[str]:
+        """Every host of the inventory: seen by a discovery or answering a request."""
+        return {h.identity for h in await self.world.store.list_hosts()}
+
+    async def hosts(self, filter: str | None = None) -> list[HostRecord]:
+        """The inventory's hosts, those ``filter`` selects when given (as agents would)."""
+        return await matching_hosts(self.world.store, parse_filter(filter))
+
+    async def _refuse_never_seen(self, names: list[str]) -> None:
+        unknown = await self.world.store.never_seen(names)
+        if unknown:
+            raise JobInputError("hosts", never_seen_message(unknown))
 
     async def trigger(
         self,
@@ -88,8 +91,12 @@ class Jobs:
         batch_size: str | None = None,
         max_failures: str | None = None,
         timeout: float | None = None,
+        start_at: float | datetime | None = None,
+        start_before: float | datetime | None = None,
         by: str = "system",
     ) -> Plan:
+        """Plan and start a job now, or (``start_at`` / ``start_before``) a delayed one
+        that starts at ``start_at`` and is given up if not started by ``start_before``."""
         try:
             job = JobKind(kind)
         except ValueError:
@@ -110,37 +117,35 @@ class Jobs:
                 raise JobInputError(field, str(exc).split(": ", 1)[-1]) from None
         if concurrency is not None and concurrency < 1:
             raise JobInputError("concurrency", "must be at least 1")
+        window = start_window(start_at, start_before)
         if names and self.check_hosts:
-            known = await self.known_hosts()
-            unknown = [n for n in names if known is not None and n not in known]
-            if unknown:
-                raise JobInputError(
-                    "hosts",
-                    f"unknown host{'s' if len(unknown) > 1 else ''} "
-                    f"{', '.join(unknown)} (not found by the last discovery)",
-                )
+            await self._refuse_never_seen(names)
         fleet = (
             flt is not None
             or len(names) > 1
             or any(v is not None for v in (concurrency, batch_size, max_failures))
         )
+        action: type[Action] = FleetJob
+        if not fleet:
+            action, args = host_action(job, names[0], packages, services, timeout)
+        else:
+            args = {
+                "kind": job.value,
+                "hosts": names,
+                "filter": filter_json(flt) or None,
+                "filter_text": filter_text(filter) if flt is not None else None,
+                "packages": packages,
+                "services": services,
+                "concurrency": concurrency,
+                "batch_size": batch_size,
+                "max_failures": max_failures,
+                "timeout": timeout,
+            }
         try:
-            if not fleet:
-                action, args = host_action(job, names[0], packages, services, timeout)
+            if window is None:
                 return await self.world.trigger(action, by=by, **args)
-            return await self.world.trigger(
-                FleetJob,
-                by=by,
-                kind=job.value,
-                hosts=names,
-                filter=filter_json(flt) or None,
-                packages=packages,
-                services=services,
-                concurrency=concurrency,
-                batch_size=batch_size,
-                max_failures=max_failures,
-                timeout=timeout,
-            )
+            at, before = window
+            return await self.world.delay(action, start_at=at, start_before=before, by=by, **args)
         except InputError as exc:
             field, message = exc.problems[0]
             raise JobInputError(_form_field(field), message) from None
@@ -152,7 +157,12 @@ class Jobs:
     async def discover(self, filter: str | None = None, *, timeout: float = 2.0) -> list[str]:
         """Run a discovery plan (the executor owns the broker) and return its hosts."""
         flt = parse_filter(filter)
-        plan = await self.world.trigger(Discover, filter=filter_json(flt), timeout=timeout)
+        plan = await self.world.trigger(
+            Discover,
+            filter=filter_json(flt),
+            filter_text=filter_text(filter) if flt is not None else None,
+            timeout=timeout,
+        )
         done = await self.world.wait(
             plan.id, timeout=timeout + 60, until=frozenset({PlanState.STOPPED, PlanState.PAUSED})
         )
@@ -160,6 +170,18 @@ class Jobs:
             raise RuntimeError(f"discovery {done.id} ended {done.result.value}: {done.error}")
         step = next(s for s in await self.world.steps(plan.id) if s.action == Discover.name)
         return list((step.output or {}).get("hosts", []))
+
+
+def never_seen_message(unknown: list[str]) -> str:
+    many = len(unknown) > 1
+    more = len(unknown) - 10
+    shown = ", ".join(unknown[:10]) + (f" and {more} more" if more > 0 else "")
+    return (
+        f"unknown host{'s' if many else ''} {shown}: never seen by a discovery or a reply; "
+        f"run `mcoflow discover` if {'they are' if many else 'it is'} new, or set "
+        "allow_unknown_hosts to send anyway (a host that does not exist then ends as "
+        '"no response")'
+    )
 
 
 def _form_field(field: str) -> str:
@@ -175,12 +197,16 @@ def _form_field(field: str) -> str:
 
 
 async def wait_with_progress(
-    world: World, plan_id: str, callback: Any, interval: float = 0.25
+    world: World, plan_id: str, callback: Any, interval: float = 0.25, first: float = 0.02
 ) -> Plan:
-    """Poll a plan until it stops or pauses, calling ``callback(plan)`` on each poll."""
+    """Poll a plan until it stops or pauses, calling ``callback(plan)`` on each poll:
+    every ``first`` seconds at the start, growing to every ``interval``, so that a plan
+    done in a moment is seen done in a moment and a long one costs few reads."""
+    pause = min(first, interval)
     while True:
         plan = await world.get_plan(plan_id)
         callback(plan)
         if plan.state in (PlanState.STOPPED, PlanState.PAUSED):
             return plan
-        await asyncio.sleep(interval)
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, interval)

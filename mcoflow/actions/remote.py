@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from mcoflow.engine import Action, Event, EventKind
-from mcoflow.rpc.messages import StatusCode
+from mcoflow.rpc.messages import POLICY_DENIED, StatusCode, is_policy_denial
 
 # Outbox destination of RPC requests; the RpcPublisher is the one reading it.
 RPC_DESTINATION = "rpc"
@@ -95,6 +95,9 @@ class RemoteAction(Action):
         if code is not StatusCode.OK:
             # the host really answered: a resume must send a fresh request, not replay it
             self.data["answered"] = True
+            if is_policy_denial(code, reply.get("statusmsg")):
+                why = str(reply["statusmsg"]).removeprefix(POLICY_DENIED).strip()
+                raise RemoteError(f"denied by policy on {self.hostname()}: {why}")
             what = _STATUS_TEXT.get(code, code.name.lower())
             raise RemoteError(
                 f"{self.hostname()}: {self.agent}.{self.rpc_action} failed "

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from mcoflow.agent.config import AgentConfig, ConfigError, config_path_from_env
 from mcoflow.agent.daemon import run_agent
+from mcoflow.agent.refusals import serve_agent_metrics
+from mcoflow.rpc.transport import TransportError
 from mcoflow.runtime import tune_gc
 
 
@@ -27,11 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         config = AgentConfig.load(args.config or config_path_from_env())
+        if config.metrics_listen:
+            serve_agent_metrics(config.metrics_listen)
         tune_gc()
         asyncio.run(run_agent(config))
     except ConfigError as exc:
         print(f"mcoflow agent: {exc}", file=sys.stderr)
         return 2
+    except TransportError as exc:  # the broker does not answer: say so in one line
+        print(f"mcoflow agent: {exc}", file=sys.stderr)
+        return 1
     except (OSError, ValueError) as exc:
         # Unreadable key or policy file, bad facts, unknown agent name, broker refused …
         print(f"mcoflow agent: cannot start: {exc}", file=sys.stderr)

@@ -16,6 +16,7 @@ Example (every key optional except the two key settings)::
     classes: [webserver]
     package_provider: auto                     # auto | apt | dnf | yum | simulated | none
     service_provider: auto                     # auto | systemd | sysv | simulated | none
+    metrics_listen: 127.0.0.1:9293             # Prometheus /metrics (refusals); unset: none
 
 For benchmarks and demos one process can stand in for many hosts::
 
@@ -103,6 +104,11 @@ class AgentConfig(BaseSettings):
     reply_batch: int | None = Field(None, ge=1, le=10_000)
     # The queue that receives broadcasts once for all identities of a multi-host process.
     fanout_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-fanout")
+    # Prometheus /metrics of `mcoflow agent` (refused messages by reason), unauthenticated:
+    # keep it on loopback unless the network is trusted. Unset: not served.
+    metrics_listen: str | None = Field(
+        None, pattern=r"^\S+:[0-9]{1,5}$", examples=["127.0.0.1:9293"]
+    )
 
     @classmethod
     def settings_customise_sources(

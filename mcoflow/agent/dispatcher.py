@@ -22,9 +22,10 @@ from typing import Any
 
 from mcoflow.agent.agents.base import ActionFailed, Agent, AgentAction, HostContext
 from mcoflow.agent.interface import InputError, MissingInput
-from mcoflow.agent.journal import EntryState, Journal
+from mcoflow.agent.journal import EntryState, Journal, JournalEntry
 from mcoflow.agent.policy import Policy
 from mcoflow.agent.providers.base import ProviderError
+from mcoflow.agent.refusals import RefusalLog
 from mcoflow.rpc.envelope import open_request
 from mcoflow.rpc.messages import (
     MAX_MESSAGE_BYTES,
@@ -35,6 +36,7 @@ from mcoflow.rpc.messages import (
     build_reply,
     encode_message,
     encode_reply_batch,
+    policy_denied_message,
 )
 from mcoflow.rpc.security import ReplayGuard, SecurityError, Signer, Verifier, unpack_envelope
 
@@ -152,6 +154,8 @@ class Dispatcher:
         self.replay_guard = replay_guard if replay_guard is not None else ReplayGuard()
         self._publish = publish
         self._clock = clock
+        # a flood of refused messages: each counted, a reason's repeats summed up in one line
+        self._refusals = RefusalLog(log)
         self._in_flight: set[tuple[str, str]] = set()
         self._active = 0
         self._idle = asyncio.Event()
@@ -210,7 +214,8 @@ class Dispatcher:
         try:
             return open_request(envelope, self.verifier)
         except (SecurityError, MessageError) as exc:
-            log.warning(
+            self._refusals.refused(
+                exc.reason,
                 "refused message claiming signer %s: %s; nothing was run",
                 _claimed_signer(envelope),
                 exc.reason,
@@ -251,7 +256,7 @@ class Dispatcher:
                 host,
                 request,
                 StatusCode.ABORTED,
-                f"{request.caller} is not authorized to call {request.agent}.{request.action}",
+                policy_denied_message(request.caller, request.agent, request.action),
             )
             return
         if agent is None or action is None:
@@ -279,7 +284,7 @@ class Dispatcher:
             earlier = self.journal.begin(
                 host.identity, request.id, request.agent, request.action, now
             )
-            if earlier is not None:
+            if earlier is not None and not self._rerun(host, request, action, earlier):
                 await self._repeat(host, request, action, "request id already in the journal")
                 return
         self._in_flight.add(key)
@@ -290,6 +295,28 @@ class Dispatcher:
         finally:
             self._in_flight.discard(key)
         await self._reply(host, request, code, message, data)
+
+    def _rerun(
+        self, host: HostContext, request: Request, action: AgentAction, earlier: JournalEntry
+    ) -> bool:
+        """An idempotent request the agent stopped in the middle of (found *running* in the
+        journal, not running here) is run once more; True if it may run now."""
+        if (
+            earlier.state is not EntryState.RUNNING
+            or not action.interface.idempotent
+            or (host.identity, request.id) in self._in_flight
+            or not self.journal.rerun(host.identity, request.id)
+        ):
+            return False
+        log.warning(
+            "request %s (%s.%s) on %s was interrupted by an agent stop; it is idempotent:"
+            " running it again",
+            request.id,
+            request.agent,
+            request.action,
+            host.identity,
+        )
+        return True
 
     async def _repeat(
         self, host: HostContext, request: Request, action: AgentAction | None, reason: str
@@ -321,7 +348,10 @@ class Dispatcher:
                 host,
                 request,
                 StatusCode.ABORTED,
-                "the agent stopped while running this request; it is not run a second time",
+                "the agent stopped while running this request; it is not run a second time"
+                if entry.runs < 2
+                else "the agent stopped twice while running this request;"
+                " it is not run a third time",
             )
 
     async def _run(
@@ -356,7 +386,8 @@ class Dispatcher:
     # -- replies and logs ------------------------------------------------------------
 
     def _refuse(self, host: HostContext, request: Request, reason: str) -> None:
-        log.warning(
+        self._refusals.refused(
+            reason,
             "refused request %s from caller %s for %s.%s on %s: %s; nothing was run",
             request.id,
             request.caller,

@@ -102,6 +102,9 @@ class ActionInterface:
     description: str = ""
     inputs: tuple[InputSpec, ...] = ()
     outputs: tuple[OutputSpec, ...] = ()
+    # Idempotent in effect: running it again leaves the host as running it once does.
+    # Only such an action is run again after the agent stopped in the middle of it.
+    idempotent: bool = False
     _by_name: Mapping[str, InputSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -133,6 +136,7 @@ class ActionInterface:
     def describe(self) -> dict[str, object]:
         return {
             "description": self.description,
+            "idempotent": self.idempotent,
             "inputs": {
                 s.name: {
                     "type": s.type.value,

@@ -1,9 +1,11 @@
 """Idempotency journal: which request ids a host has handled, and what it answered.
 
 A request is recorded as *running* (committed) before it runs and as *done* with its
-reply after, so a host executes a request id at most once even across a crash: a
-repeat is answered from the journal, and an id found *running* after a restart is
-reported as interrupted instead of being run a second time.
+reply after; ``runs`` counts the executions started. A repeat of a done request is
+answered from the journal. An id found *running* after a restart was interrupted: an
+action declared idempotent in effect is run once more (``rerun``: ``runs`` becomes 2),
+any other is reported as interrupted instead of being run a second time. So a request
+completes at most once per host (one *done* row), and ``runs`` tells a re-run apart.
 
 The file is tiny and local; stdlib sqlite3 in WAL mode, called from the event loop.
 """
@@ -31,6 +33,7 @@ CREATE TABLE IF NOT EXISTS handled (
     statusmsg  TEXT,
     data       TEXT,
     started_at REAL NOT NULL,
+    runs       INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (identity, request_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS handled_started ON handled (started_at);
@@ -53,6 +56,7 @@ class JournalEntry:
     statusmsg: str
     data: dict[str, Any]
     started_at: float
+    runs: int = 1
 
 
 class Journal:
@@ -75,6 +79,10 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if synced else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(handled)")}
+        if "runs" not in columns:  # a journal written before re-runs existed
+            with self._db:
+                self._db.execute("ALTER TABLE handled ADD COLUMN runs INTEGER NOT NULL DEFAULT 1")
 
     @property
     def synced(self) -> bool:
@@ -97,6 +105,17 @@ class Journal:
         if cursor.rowcount == 1:
             return None
         return self.lookup(identity, request_id)
+
+    def rerun(self, identity: str, request_id: str, max_runs: int = 2) -> bool:
+        """Record one more execution of an interrupted (*running*) request, unless it
+        already started ``max_runs`` times; True if it may run now."""
+        with self._db:
+            cursor = self._db.execute(
+                "UPDATE handled SET runs = runs + 1 WHERE identity = ? AND request_id = ?"
+                " AND state = ? AND runs < ?",
+                (identity, request_id, EntryState.RUNNING.value, max_runs),
+            )
+        return cursor.rowcount == 1
 
     def finish(
         self,
@@ -123,7 +142,7 @@ class Journal:
     def lookup(self, identity: str, request_id: str) -> JournalEntry | None:
         row = self._db.execute(
             "SELECT identity, request_id, agent, action, state, statuscode, statusmsg, data,"
-            " started_at FROM handled WHERE identity = ? AND request_id = ?",
+            " started_at, runs FROM handled WHERE identity = ? AND request_id = ?",
             (identity, request_id),
         ).fetchone()
         if row is None:
@@ -139,6 +158,7 @@ class Journal:
             statusmsg=row[6] or "",
             data=data if isinstance(data, dict) else {},
             started_at=row[8],
+            runs=row[9],
         )
 
     def prune(self, now: float | None = None) -> int:

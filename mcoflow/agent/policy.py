@@ -11,6 +11,10 @@ File format (YAML)::
       - deny: {caller: "*", agent: service, action: restart}
 
 Without a policy file every authenticated caller is allowed (``Policy.allow_all()``).
+A refused request is answered with statuscode 1 (aborted, as MCollective answers an
+authorization failure) and a statusmsg starting ``denied by policy:``
+(``mcoflow.rpc.messages.POLICY_DENIED``); the orchestrator shows the step's error as
+"denied by policy on HOST: …" rather than as a failed action.
 """
 
 from __future__ import annotations

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import contextlib
 
-from mcoflow.cli import jobs, keys, plans, processes  # noqa: F401  (they register commands)
+# isort: off
+# They register their commands; `--help` lists them in this order.
+from mcoflow.cli import jobs, hosts, plans, fleets, processes, keys  # noqa: F401
+
+# isort: on
 from mcoflow.cli.app import app
 
 __all__ = ["app", "main"]

@@ -3,32 +3,54 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mcoflow.cli.app import (
     DbOption,
     app,
+    clip,
     console,
     open_world,
+    run_async,
 )
 
 # ---- the operator's jobs ------------------------------------------------------------
 
 FilterOption = Annotated[
     str | None,
-    typer.Option("--filter", help="select hosts by discovery: 'os_family=debian class:web'"),
+    typer.Option("--filter", metavar="FILTER", help="select hosts: 'os_family=debian class:web'"),
 ]
 ConcurrencyOption = Annotated[int | None, typer.Option(help="hosts at a time")]
 BatchOption = Annotated[str | None, typer.Option("--batch", help="batch size: n or n%")]
 MaxFailuresOption = Annotated[str | None, typer.Option(help="stop after n (or n%) failed hosts")]
 NoWaitOption = Annotated[bool, typer.Option("--no-wait", help="trigger and return")]
 TimeoutOption = Annotated[float | None, typer.Option(help="seconds a host may take")]
+AtOption = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        metavar="TIME",
+        help="start later, at TIME: +30s, +10m, +2h, +1d, +1h30m, or ISO 8601 "
+        "(2030-06-01T14:30, local time unless it ends in +02:00 or Z); "
+        "the command returns once the job is scheduled",
+    ),
+]
+BeforeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--before",
+        metavar="TIME",
+        help="give the job up (result error) if it has not started by TIME (as --at)",
+    ),
+]
+# where Jobs' field names are options here
+_OPTION_OF = {"start_at": "--at", "start_before": "--before"}
 
 
 def _split_targets(args: list[str], filter_: str | None, what: str) -> tuple[str, list[str]]:
@@ -53,14 +75,24 @@ def _job(
     max_failures: str | None,
     timeout: float | None,
     no_wait: bool,
+    at: str | None = None,
+    before: str | None = None,
 ) -> None:
     from mcoflow.actions import JobInputError, Jobs
+    from mcoflow.actions.schedule import parse_time, show_time
+
+    try:
+        start_at = None if at is None else parse_time(at, field="--at")
+        start_before = None if before is None else parse_time(before, field="--before")
+    except JobInputError as exc:
+        console.print(f"[red]error:[/red] {exc.field}: {escape(exc.message)}", soft_wrap=True)
+        raise typer.Exit(2) from None
 
     async def main() -> int:
         world = await open_world(db)
         try:
             try:
-                plan = await Jobs(world).trigger(
+                plan = await Jobs(world, check_hosts=not _allow_unknown(db)).trigger(
                     kind,
                     hosts=hosts,
                     filter=filter_,
@@ -69,12 +101,27 @@ def _job(
                     batch_size=batch,
                     max_failures=max_failures,
                     timeout=timeout,
+                    start_at=start_at,
+                    start_before=start_before,
                     by="cli",
                 )
             except JobInputError as exc:
-                console.print(f"[red]error:[/red] {exc.field}: {exc.message}")
+                field = _OPTION_OF.get(exc.field, exc.field)
+                console.print(f"[red]error:[/red] {field}: {escape(exc.message)}", soft_wrap=True)
                 return 2
-            console.print(f"plan {plan.id}: {plan.label}")
+            console.print(f"plan {plan.id}: {escape(plan.label)}", soft_wrap=True)
+            if plan.start_at is not None and at is not None:
+                console.print(
+                    f"scheduled: starts at {show_time(plan.start_at)}"
+                    + (
+                        f", given up if not started by {show_time(plan.start_before)}"
+                        if plan.start_before is not None
+                        else ""
+                    )
+                    + f"; follow it with `mcoflow plans show {plan.id}`",
+                    soft_wrap=True,
+                )
+                return 0
             if no_wait:
                 return 0
             if not await world.executors():
@@ -87,7 +134,13 @@ def _job(
         finally:
             await world.close()
 
-    raise typer.Exit(asyncio.run(main()))
+    raise typer.Exit(run_async(main()))
+
+
+def _allow_unknown(db: str | None) -> bool:
+    from mcoflow.cli.app import cli_settings
+
+    return cli_settings(database_url=db).allow_unknown_hosts
 
 
 async def _follow(world: Any, plan_id: str) -> int:
@@ -113,31 +166,32 @@ async def _follow(world: Any, plan_id: str) -> int:
 
         plan = await wait_with_progress(world, plan_id, update)
     rows = await host_results(world, plan_id)
-    table = Table(title=f"{plan.label}: {plan.state.value}, result {plan.result.value}")
+    title = f"{plan.label}: {plan.state.value}, result {plan.result.value}"
+    table = Table(title=escape(title))
     if rows:
         for col in ("host", "state", "result", "seconds", "message"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for r in rows:
             table.add_row(
                 r.host,
                 r.state.value,
                 r.result.value,
                 "" if r.duration is None else f"{r.duration:.1f}",
-                r.message[:100],
+                escape(r.message),
             )
     else:
         for col in ("step", "action", "state", "output / error"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for s in await world.steps(plan_id):
             if not s.has_run:
                 continue
             detail = s.error["message"] if s.error else json.dumps(s.output or {})
-            table.add_row(str(s.idx), s.action, s.state.value, detail[:100])
+            table.add_row(str(s.idx), s.action, s.state.value, escape(clip(detail)))
     console.print(table)
     if plan.result is not PlanResult.SUCCESS:
         console.print(
             f"plan {plan.id} {plan.state.value} with result {plan.result.value}"
-            + (f": {plan.error}" if plan.error else "")
+            + (f": {escape(plan.error)}" if plan.error else "")
             + (
                 "; `mcoflow plans resume|skip|cancel` to go on"
                 if plan.state.value == "paused"
@@ -169,6 +223,8 @@ def _job_command(
         max_failures: MaxFailuresOption = None,
         timeout: TimeoutOption = None,
         no_wait: NoWaitOption = False,
+        at: AtOption = None,
+        before: BeforeOption = None,
         db: DbOption = None,
     ) -> None:
         hosts, names = _split_targets(args, filter_, what)
@@ -183,10 +239,15 @@ def _job_command(
             max_failures=max_failures,
             timeout=timeout,
             no_wait=no_wait,
+            at=at,
+            before=before,
         )
 
     # set as an object: a postponed (string) annotation could not see `args_help`
-    command.__annotations__["args"] = Annotated[list[str], typer.Argument(help=args_help)]
+    metavar = f"HOSTS {what.upper()}"  # usage: `{HOSTS PACKAGE}...`, not `{args}...`
+    command.__annotations__["args"] = Annotated[
+        list[str], typer.Argument(metavar=metavar, help=args_help)
+    ]
     command.__doc__ = doc
     command.__name__ = kind.replace("-", "_")
     app.command(kind)(command)
@@ -194,7 +255,8 @@ def _job_command(
 
 def _names_command(kind: str, what: str, doc: str) -> None:
     """`mcoflow KIND HOSTS NAME...`: the NAMEs joined into the job's parameter."""
-    _job_command(kind, what, f"HOSTS {what.upper()}... (HOSTS comma-separated)", doc, ",".join)
+    args_help = f"HOSTS comma-separated, then {what}s (with --filter: {what}s only)"
+    _job_command(kind, what, args_help, doc, ",".join)
 
 
 _names_command("install", "package", "Install packages on hosts.")
@@ -203,8 +265,9 @@ _names_command("restart", "service", "Restart services on hosts.")
 _job_command(
     "install-and-restart",
     "parameter",
-    "HOSTS 'pkg1,pkg2;svc1,svc2'",
-    "Install packages, then restart services if an install changed the host.",
+    "HOSTS comma-separated, then 'pkg1,pkg2;svc1,svc2' (with --filter: that only)",
+    "Install packages, then restart services on change. The services restart only "
+    "if an install changed the host.",
     _one_parameter,
 )
 
@@ -215,7 +278,7 @@ def discover(
     db: DbOption = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for replies")] = 2.0,
 ) -> None:
-    """List the hosts that answer (through the running executor's broker)."""
+    """List the hosts that answer. Asked through the running executor's broker."""
     from mcoflow.actions import JobInputError, Jobs
 
     async def main() -> int:
@@ -236,4 +299,4 @@ def discover(
         console.print(f"{len(hosts)} hosts")
         return 0
 
-    raise typer.Exit(asyncio.run(main()))
+    raise typer.Exit(run_async(main()))

@@ -13,7 +13,7 @@ from mcoflow.cli.app import (
 
 @keys_app.command("init")
 def keys_init() -> None:
-    """Create the orchestrator's signing key (keys_dir/orchestrator, callers/)."""
+    """Create the orchestrator's signing key. In keys_dir/orchestrator and callers/."""
     from mcoflow.server import ensure_caller_key
 
     settings = cli_settings()
@@ -23,7 +23,7 @@ def keys_init() -> None:
 
 @keys_app.command("host")
 def keys_host(name: str) -> None:
-    """Create a host key pair: the host gets host-keys/NAME.key, the orchestrator
+    """Create a host key pair. The host gets host-keys/NAME.key, the orchestrator
     trusts hosts/NAME.pub."""
     from mcoflow.server import ensure_host_key
 

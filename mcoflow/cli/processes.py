@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,11 +15,21 @@ from mcoflow.cli.app import (
     console,
     db_app,
     import_actions,
+    plain_unreachable,
+    run_async,
     run_until_signal,
     setup_logging,
 )
-from mcoflow.config import Settings, validation_problems
 from mcoflow.runtime import tune_gc
+
+if TYPE_CHECKING:
+    from mcoflow.config import Settings
+    from mcoflow.engine import Executor
+
+# the exit status of `mcoflow executor` and `serve` when their executor stopped by itself
+# (declared dead after a stall longer than dead_after, or one of its loops failed): a
+# supervisor starts the process again, and the new executor registers under a new id
+EXIT_EXECUTOR_FAILED = 3
 
 
 @app.command()
@@ -36,7 +45,7 @@ def executor(
     dead_after: Annotated[float | None, typer.Option(help="seconds without heartbeat")] = None,
     log_level: str = "info",
 ) -> None:
-    """Run an executor: claim runnable steps and run them until SIGTERM."""
+    """Run an executor until SIGTERM. It claims runnable steps and runs them."""
     from mcoflow.server import build_orchestrator
 
     settings = cli_settings(
@@ -50,12 +59,27 @@ def executor(
     import_actions(settings, imports)
     setup_logging(log_level)
 
-    async def main() -> None:
+    async def main() -> int:
         orchestrator = await build_orchestrator(settings)
-        await run_until_signal(orchestrator.start, orchestrator.stop)
+        executor = orchestrator.executor
+        if await run_until_signal(orchestrator.start, orchestrator.stop, executor.failed):
+            return _executor_failed(executor)
+        return 0
 
     tune_gc()
-    asyncio.run(main())
+    with plain_unreachable():
+        code = run_async(main())
+    raise typer.Exit(code)
+
+
+def _executor_failed(executor: Executor, serve: bool = False) -> int:
+    also = " (with its web console and in-process agents)" if serve else ""
+    typer.echo(
+        f"error: executor {executor.id} stopped: {executor.failure}; this process exits"
+        f"{also} with status {EXIT_EXECUTOR_FAILED} for its supervisor to start it again",
+        err=True,
+    )
+    return EXIT_EXECUTOR_FAILED
 
 
 @app.command()
@@ -92,8 +116,9 @@ def serve(
     ] = None,
     log_level: str = "info",
 ) -> None:
-    """Run the orchestrator: executor, web console and (embedded default) an agent for
-    this machine, on ./mcoflow.db and the in-process broker unless configured."""
+    """Run the orchestrator: executor and web console. With the embedded default also
+    an agent for this machine, on ./mcoflow.db and the in-process broker unless
+    configured."""
     from mcoflow.server import build_orchestrator
     from mcoflow.web.auth_config import WebConfigError, web_auth
     from mcoflow.web.server import WebServer, WebServerError
@@ -136,15 +161,20 @@ def serve(
             await web.stop()
             await orchestrator.stop()
 
+        executor = orchestrator.executor
         try:
-            await run_until_signal(start, stop)
+            if await run_until_signal(start, stop, executor.failed):
+                # jobs accepted with no executor would wait for one: the whole server goes
+                return _executor_failed(executor, serve=True)
         except WebServerError as exc:
             console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
             return 1
         return 0
 
     tune_gc()
-    raise typer.Exit(asyncio.run(main()))
+    with plain_unreachable():
+        code = run_async(main())
+    raise typer.Exit(code)
 
 
 def _simulation(settings: Settings, broken: list[str], delay: float | None) -> dict[str, Any]:
@@ -152,6 +182,7 @@ def _simulation(settings: Settings, broken: list[str], delay: float | None) -> d
     from pydantic import ValidationError
 
     from mcoflow.agent.providers import SimulationSettings
+    from mcoflow.config import validation_problems
 
     values = dict(settings.simulation)
     if broken:
@@ -199,6 +230,8 @@ def db_upgrade(db: DbOption = None) -> None:
     settings = cli_settings(database_url=db)
 
     async def main() -> None:
+        import asyncio
+
         store = Store(settings.database_url)
         try:
             await store.upgrade()
@@ -207,7 +240,8 @@ def db_upgrade(db: DbOption = None) -> None:
             await store.close()
         console.print(f"database at revision {revision}")
 
-    asyncio.run(main())
+    with plain_unreachable():
+        run_async(main())
 
 
 @app.command("config")
@@ -226,7 +260,7 @@ def clean(
     db: DbOption = None,
     days: Annotated[float | None, typer.Option(help="retention in days")] = None,
 ) -> None:
-    """Delete finished plans older than the retention period."""
+    """Delete finished plans past the retention period."""
     from mcoflow.engine import Store
 
     settings = cli_settings(database_url=db, retention_days=days)
@@ -239,4 +273,4 @@ def clean(
             await store.close()
         console.print(f"deleted {n} finished plans")
 
-    asyncio.run(main())
+    run_async(main())

@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
-from mcoflow.config import WEB_NAME
-
 web_app = typer.Typer(help="Users and API tokens of the web console.", no_args_is_help=True)
 
 
 def _check_name(name: str) -> str:
+    from mcoflow.config import WEB_NAME
+
     if WEB_NAME.fullmatch(name) is None:
         raise typer.BadParameter("letters, digits and _ . @ - (at most 64), not starting with .@-")
     return name
@@ -26,7 +26,7 @@ TokenName = Annotated[
 
 @web_app.command("hash-password")
 def hash_password(name: NameArgument) -> None:
-    """Ask for a password (twice) and print the web_users line for NAME."""
+    """Print the web_users line for NAME. Asks for the password twice."""
     from mcoflow.web.auth import hash_password
 
     password = typer.prompt(
@@ -45,7 +45,7 @@ def hash_password(name: NameArgument) -> None:
 
 @web_app.command("new-token")
 def new_token(name: TokenName = "api") -> None:
-    """Print a new API token (shown only now) and the web_api_tokens line to configure."""
+    """Print a new API token and its web_api_tokens line. The token is shown only now."""
     from mcoflow.web.auth import new_api_token
 
     token, digest = new_api_token()

@@ -70,7 +70,8 @@ def _problems(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
     out = []
     for err in exc.errors(include_url=False):
         where = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
-        out.append((where or "input", err["msg"]))
+        # a validator's ValueError reads as its own sentence, without pydantic's prefix
+        out.append((where or "input", str(err["msg"]).removeprefix("Value error, ")))
     return out
 
 

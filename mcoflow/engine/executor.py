@@ -20,9 +20,13 @@ from mcoflow.engine.records import ClaimedStep, StepOutcome
 from mcoflow.engine.runner import RunContext, run_step, unstorable, within_time_limit
 from mcoflow.engine.states import PlanState
 from mcoflow.engine.store import Store, is_transient_error
+from mcoflow.engine.store.watch import CommitWatcher
+from mcoflow.engine.waiting import wait_set
 
 # fewer items than this ready at once: a trickle worth waiting a few ms to batch
 TRICKLE = 32
+# SQLite: seconds between looks at whether another process committed (a new plan)
+SQLITE_WATCH_INTERVAL = 0.05
 log = logging.getLogger("mcoflow.executor")
 
 
@@ -84,6 +88,10 @@ class Executor:
         self._tasks: list[asyncio.Task[None]] = []
         self._step_tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        # set when it stops by itself (declared dead, a loop failed): its process should
+        # end non-zero, for a supervisor to start a new one
+        self.failed = asyncio.Event()
+        self.failure: str | None = None
         self._stopped = asyncio.Event()
         # set while a LISTEN connection is up (PostgreSQL): other processes' commits
         # wake this executor at once instead of at its next poll
@@ -110,6 +118,8 @@ class Executor:
             loops.append(self._outbox_loop())
         if self.store.is_postgresql:
             loops.append(self._listen_loop())
+        else:
+            loops.append(self._watch_loop())
         if self.retention is not None:
             loops.append(self._clean_loop())
         if self.store.is_postgresql and self.statistics_interval is not None:
@@ -124,8 +134,13 @@ class Executor:
             raise
         except Exception:
             log.exception("executor %s: a loop failed; stopping", self.id)
-            self._stopping.set()
-            self._wake.set()
+            self._fail("a loop failed")
+
+    def _fail(self, reason: str) -> None:
+        self.failure = self.failure or reason
+        self.failed.set()
+        self._stopping.set()
+        self._wake.set()
 
     async def stop(self) -> None:
         """Stop claiming, let running steps finish and commit, then unregister."""
@@ -194,8 +209,7 @@ class Executor:
             nxt = await self.store.next_wake()
             if nxt is not None:
                 timeout = max(0.0, min(timeout, nxt - time.time()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+        if await wait_set(self._wake, timeout):
             await self._linger(self._last_claimed)
 
     async def _linger(self, flowing: int) -> None:
@@ -280,8 +294,7 @@ class Executor:
             if nxt is not None:
                 # not below 5 ms: a due plan another executor holds must not spin this loop
                 timeout = max(0.005, min(timeout, nxt - time.time()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._plan_wake.wait(), timeout)
+            await wait_set(self._plan_wake, timeout)
 
     async def _start_delayed(self, plan_id: str) -> None:
         plan = await self.store.get_plan(plan_id)
@@ -330,8 +343,7 @@ class Executor:
             await asyncio.sleep(self.heartbeat_interval)
             if not await self.store.heartbeat(self.id):
                 log.error("executor %s was declared dead by another executor; stopping", self.id)
-                self._stopping.set()
-                self._wake.set()
+                self._fail("declared dead by another executor (no heartbeat in time)")
                 return
             dead = await self.store.release_dead_executors(self.dead_after, by=self.id)
             if dead:
@@ -340,9 +352,7 @@ class Executor:
 
     async def _stopped_within(self, seconds: float) -> bool:
         """Wait ``seconds``, less if the executor stops meanwhile; True once it stops."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-        return self._stopping.is_set()
+        return await wait_set(self._stopping, seconds)
 
     async def _clean_loop(self) -> None:
         """Delete finished plans older than the retention period, now and then."""
@@ -392,6 +402,24 @@ class Executor:
                 log.warning("executor %s: LISTEN connection lost; retrying", self.id)
                 await asyncio.sleep(1.0)
 
+    async def _watch_loop(self) -> None:
+        """SQLite: wake when another connection commits (a trigger from another process);
+        it may be this executor's own commit elsewhere in its pool, which costs a query."""
+        loop = asyncio.get_running_loop()
+
+        def woken() -> None:
+            self.wake()
+            self._outbox_wake.set()
+
+        watcher = CommitWatcher(
+            self.store.url, SQLITE_WATCH_INTERVAL, lambda: loop.call_soon_threadsafe(woken)
+        )
+        watcher.start()
+        try:
+            await self._stopped.wait()
+        finally:
+            watcher.stop()
+
     # ---- outbox ---------------------------------------------------------------------
 
     async def _outbox_loop(self) -> None:
@@ -424,6 +452,5 @@ class Executor:
             await self.store.mark_published(sent)
             if len(messages) == self.outbox_batch_size:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._outbox_wake.wait(), self.outbox_retry_after)
+            if await wait_set(self._outbox_wake, self.outbox_retry_after):
                 await self._linger(len(messages))

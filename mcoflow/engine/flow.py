@@ -40,6 +40,15 @@ class OutputReference:
         return f"<output of step {self.step}{tail}>"
 
 
+# a list of these holds no reference: the walks below skip it in one pass (a fleet's
+# input lists its hosts, 100,000 of them)
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain(items: Sequence[Any]) -> bool:
+    return all(map(_PLAIN.__contains__, map(type, items)))
+
+
 def encode_references(value: Any) -> Any:
     """Replace OutputReference objects by their JSON form, recursively."""
     if isinstance(value, OutputReference):
@@ -49,7 +58,7 @@ def encode_references(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: encode_references(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [encode_references(v) for v in value]
+        return list(value) if _plain(value) else [encode_references(v) for v in value]
     return value
 
 
@@ -67,7 +76,7 @@ def referenced_steps(value: Any) -> set[int]:
             found.add(int(item[REF_KEY][0]))
         elif isinstance(item, dict):
             stack.extend(item.values())
-        elif isinstance(item, list):
+        elif isinstance(item, list) and not _plain(item):
             stack.extend(item)
     return found
 
@@ -78,7 +87,7 @@ def contains_reference(value: Any) -> bool:
     if isinstance(value, Mapping):
         return any(contains_reference(v) for v in value.values())
     if isinstance(value, (list, tuple)):
-        return any(contains_reference(v) for v in value)
+        return not _plain(value) and any(contains_reference(v) for v in value)
     return False
 
 
@@ -100,7 +109,7 @@ def resolve_references(value: Any, outputs: Mapping[int, Any]) -> Any:
     if isinstance(value, dict):
         return {k: resolve_references(v, outputs) for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve_references(v, outputs) for v in value]
+        return list(value) if _plain(value) else [resolve_references(v, outputs) for v in value]
     return value
 
 

@@ -58,11 +58,18 @@ class RunContext:
     def create_sub_plan(
         self, action: type[Action], args: dict[str, Any], label: str | None
     ) -> NewPlan:
-        plan = Planner().plan(
-            action, args, label=label, parent_plan_id=self.plan_id, parent_step_id=self.step_idx
-        )
+        plan = self.plan_sub_plan(action, args, label)
         self.sub_plans.append(plan)
         return plan
+
+    def plan_sub_plan(
+        self, action: type[Action], args: dict[str, Any], label: str | None
+    ) -> NewPlan:
+        """A child plan of this step, planned but not added (touches nothing shared: it
+        may run in a worker thread)."""
+        return Planner().plan(
+            action, args, label=label, parent_plan_id=self.plan_id, parent_step_id=self.step_idx
+        )
 
     async def sub_plan_counts(self) -> SubPlanCounts:
         if self.counts is None:

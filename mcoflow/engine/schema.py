@@ -53,6 +53,8 @@ plans = Table(
     Index("ix_plans_state_created", "state", "created_at"),
     Index("ix_plans_created", "created_at"),
     Index("ix_plans_parent", "parent_plan_id", "parent_step_id", "state"),
+    # a fleet's hosts page by page, in host order, at any depth
+    Index("ix_plans_parent_label", "parent_plan_id", "label", "id"),
     Index(
         "ix_plans_wake",
         "wake_at",
@@ -167,4 +169,19 @@ history = Table(
     Column("detail", Text),
     Column("by", String(255), nullable=False),
     Index("ix_history_plan", "plan_id", "at"),
+)
+
+# The host inventory: every host ever seen, merged from discoveries and replies. Facts,
+# classes and agents are those of the latest inventory reply (``inventory_at``).
+hosts = Table(
+    "hosts",
+    metadata,
+    Column("identity", String(255), primary_key=True),
+    Column("facts", Text, nullable=False, server_default=text("'{}'")),
+    Column("classes", Text, nullable=False, server_default=text("'[]'")),
+    Column("agents", Text, nullable=False, server_default=text("'[]'")),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("inventory_at", Float),
+    Index("ix_hosts_last_seen", "last_seen"),
 )

@@ -5,10 +5,11 @@ Counts always come from the database, so a restarted executor sees the same numb
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, overload
 
 from mcoflow.engine.action import Action, Event, EventKind
 from mcoflow.engine.records import SubPlanCounts
@@ -25,6 +26,36 @@ class SubPlansFailed(RuntimeError):
     pass
 
 
+class LazySubPlans(Sequence[SubPlan]):
+    """``make(item)`` for each of ``items``, made only when asked for. Returned by
+    ``create_sub_plans``, it lets each run make its own chunk of a big fleet without
+    making all those before it again."""
+
+    def __init__(self, items: Sequence[Any], make: Callable[[Any], SubPlan]) -> None:
+        self._items = items
+        self._make = make
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> SubPlan: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[SubPlan]: ...
+
+    def __getitem__(self, index: int | slice) -> SubPlan | list[SubPlan]:
+        if isinstance(index, slice):
+            return [self._make(item) for item in self._items[index]]
+        return self._make(self._items[index])
+
+
+def _chunk(source: Iterable[SubPlan], start: int, stop: int) -> list[SubPlan]:
+    if isinstance(source, Sequence):
+        return list(source[start:stop])
+    return list(itertools.islice(source, start, stop))
+
+
 class WithSubPlans(Action):
     """Override ``create_sub_plans``; tune ``concurrency_limit`` and ``max_failures``
     (plain ints, or read them from input by overriding the methods)."""
@@ -34,6 +65,7 @@ class WithSubPlans(Action):
     # run() recounts everything from the database; "created" commits with the children
     idempotent = True
     coalesce_events = frozenset({EventKind.SUB_PLAN})
+    noun: ClassVar[str] = "sub-plans"  # what the children are, in messages
 
     def create_sub_plans(self) -> Iterable[SubPlan]:
         """The children, the same ones in the same order every time: they are created a
@@ -64,9 +96,10 @@ class WithSubPlans(Action):
         ctx = self._running()
         if event is not None and event.kind is EventKind.CANCEL:
             self.data["cancelling"] = True
-        specs: list[SubPlan] | None = None
+        specs: Sequence[SubPlan] | None = None
         if "total" not in self.data:
-            specs = list(self.create_sub_plans())
+            made = self.create_sub_plans()
+            specs = made if isinstance(made, Sequence) else list(made)
             # "created" alone: a plan stored before children were created in chunks
             self.data["total"] = self.data.get("created", len(specs))
             self.data.setdefault("created", 0)
@@ -84,9 +117,14 @@ class WithSubPlans(Action):
             # so that every host has its sub-plan and its line in the results
             size = total - created if stopping else self.sub_plans_per_run()
             source = specs if specs is not None else self.create_sub_plans()
-            chunk = list(itertools.islice(source, created, created + size))
-            for spec in chunk:
-                ctx.create_sub_plan(spec.action, spec.args, spec.label)
+            chunk = _chunk(source, created, created + size)
+            # planning is pure CPU, a second or more for a chunk of a big fleet: off the
+            # event loop, which also serves the web console and in-process agents
+            ctx.sub_plans.extend(
+                await asyncio.to_thread(
+                    lambda: [ctx.plan_sub_plan(s.action, s.args, s.label) for s in chunk]
+                )
+            )
             # (ctx.sub_plans also holds those of earlier events delivered in this claim)
             self.data["created"] = created = created + len(chunk)
             if created < total or stopping:
@@ -123,8 +161,9 @@ class WithSubPlans(Action):
             if counts.failed or counts.cancelled:
                 reason = "stopped after" if stopping else "finished with"
                 raise SubPlansFailed(
-                    f"{reason} {counts.failed} failed of {total} sub-plans"
-                    + (f" ({counts.cancelled} cancelled)" if counts.cancelled else "")
+                    f"{reason} {counts.failed} failed of {total} {self.noun}: "
+                    f"{counts.success + counts.warning} succeeded, {counts.failed} failed, "
+                    f"{counts.cancelled} cancelled"
                 )
             return
         self.suspend()

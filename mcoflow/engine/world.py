@@ -16,6 +16,9 @@ from mcoflow.engine.records import EngineStats, ExecutorInfo, HistoryEntry, Plan
 from mcoflow.engine.states import PlanResult, PlanState
 from mcoflow.engine.store import Page, PlanFilter, PlanNotFound, Store
 
+# the shortest plan id prefix taken: shorter ones would often name several plans
+MIN_PLAN_PREFIX = 4
+
 
 def _epoch(value: float | datetime | None) -> float | None:
     if value is None or isinstance(value, (int, float)):
@@ -77,7 +80,8 @@ class World:
     ) -> Plan:
         """Plan ``action`` now and start it. Invalid input raises InputError before
         anything is stored; an error inside plan() gives a stopped plan with result error."""
-        plan = Planner().plan(action, args, label=label)
+        # pure CPU, long for a fleet of many hosts: off the loop the web also runs on
+        plan = await asyncio.to_thread(Planner().plan, action, args, label=label)
         await self.store.insert_plans([plan], start=True, by=by)
         self._nudge()
         return await self.get_plan(plan.id)
@@ -90,7 +94,9 @@ class World:
         by: str = "system",
     ) -> list[str]:
         """Plan and start many plans of one action in one transaction (bulk triggers)."""
-        new_plans = [Planner().plan(action, args) for args in arg_list]
+        new_plans = await asyncio.to_thread(
+            lambda: [Planner().plan(action, args) for args in arg_list]
+        )
         await self.store.insert_plans(new_plans, start=True, by=by)
         self._nudge()
         return [p.id for p in new_plans]
@@ -112,8 +118,8 @@ class World:
         assert at is not None
         if before is not None and before < at:
             raise ValueError("start_before: must not be earlier than start_at")
-        check_no_references(action, args)
-        validated = action.validate_input(args)
+        await asyncio.to_thread(check_no_references, action, args)  # pure CPU, as in trigger
+        validated = await asyncio.to_thread(action.validate_input, args)
         plan = NewPlan(
             id=uuid.uuid4().hex,
             action=action.name,
@@ -182,6 +188,13 @@ class World:
         self._nudge()
         return plan
 
+    async def skip_failed(self, plan_id: str, *, by: str = "system") -> Plan:
+        """Skip every failed step of a plan (a fleet's failed host, say): it goes on, and
+        its paused fleet too once no other host waits for the operator."""
+        plan = await self.store.skip(plan_id, None, by)
+        self._nudge()
+        return plan
+
     async def cancel(self, plan_id: str, *, by: str = "system") -> Plan:
         plan = await self.store.cancel(plan_id, by)
         self._nudge()
@@ -194,6 +207,25 @@ class World:
         if plan is None:
             raise PlanNotFound(f"no plan {plan_id}")
         return plan
+
+    async def resolve_plan_id(self, prefix: str) -> str:
+        """The id of the one plan whose id starts with ``prefix`` (at least
+        MIN_PLAN_PREFIX characters, or a whole id), as git takes commits; PlanNotFound
+        says why not: too short, no such plan, or which plans it could mean."""
+        prefix = prefix.strip()
+        if len(prefix) < MIN_PLAN_PREFIX:
+            raise PlanNotFound(
+                f"plan id: {prefix!r} is too short; give at least {MIN_PLAN_PREFIX} characters"
+            )
+        ids = await self.store.plan_ids_starting(prefix, 6)
+        if not ids:
+            raise PlanNotFound(f"no plan {prefix}")
+        if len(ids) > 1:
+            shown = ", ".join(ids[:5]) + (", …" if len(ids) > 5 else "")
+            raise PlanNotFound(
+                f"plan id {prefix} is ambiguous: plans {shown} start with it; give more characters"
+            )
+        return ids[0]
 
     async def list_plans(
         self,

@@ -8,7 +8,14 @@ from collections.abc import Collection, Iterable, Mapping
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 Operator = Literal["==", "!=", "=~", "<", ">", "<=", ">="]
 OPERATORS: tuple[str, ...] = ("==", "!=", "=~", "<", ">", "<=", ">=")
@@ -28,6 +35,24 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
         return re.compile(pattern)
     except (re.error, RecursionError, OverflowError) as exc:
         raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+
+
+class FilterError(ValueError):
+    """A filter that cannot be used; the message names the entry and what is wrong."""
+
+
+def problem_text(exc: ValidationError) -> str:
+    """A filter's validation errors as one plain sentence (not pydantic's report)."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        message = str(error.get("msg", "invalid"))
+        message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        # a regex error already quotes its pattern; a location would only add noise
+        parts.append(
+            message if message.startswith("invalid ") or not where else f"{where}: {message}"
+        )
+    return "; ".join(parts) or str(exc)
 
 
 def is_regex(text: str) -> bool:
@@ -111,11 +136,20 @@ class FactFilter(BaseModel):
         """Read ``fact=value``, ``fact==value``, ``fact=~regex``, ``fact>=3`` ..."""
         found = _CLI_FACT.match(text.strip())
         if found is None:
-            raise ValueError(f"invalid fact filter {text!r}: expected FACT OPERATOR VALUE")
+            raise FilterError(f"invalid fact filter {text!r}: expected FACT OPERATOR VALUE")
         fact, operator, value = found.groups()
-        return cls.model_validate(
-            {"fact": fact, "operator": "==" if operator == "=" else operator, "value": value}
-        )
+        try:
+            return cls.model_validate(
+                {"fact": fact, "operator": "==" if operator == "=" else operator, "value": value}
+            )
+        except ValidationError as exc:
+            raise FilterError(f"fact filter {text!r}: {problem_text(exc)}") from None
+
+    def to_cli(self) -> str:
+        """The ``fact=value`` word that parses back to this entry."""
+        # "fact=value" is how operators write equality; "==" stays where "=" would misparse
+        plain = self.operator == "==" and self.value[:1] not in ("=", "~")
+        return f"{self.fact}{'=' if plain else self.operator}{self.value}"
 
 
 class Filter(BaseModel):
@@ -182,15 +216,42 @@ class Filter(BaseModel):
         facts: list[FactFilter] = []
         for word in strings:
             kind, sep, rest = word.partition(":")
-            if sep and kind in ("identity", "class", "agent") and rest:
+            if sep and kind in ("identity", "class", "agent"):
+                if not rest:
+                    raise FilterError(f"{word!r}: give a name or /regex/ after '{kind}:'")
+                if is_regex(rest):
+                    try:
+                        compile_pattern(rest[1:-1])
+                    except ValueError as exc:
+                        raise FilterError(f"{word!r}: {exc}") from None
                 {"identity": identities, "class": class_names, "agent": agent_names}[kind].append(
                     rest
                 )
             else:
                 facts.append(FactFilter.parse(word))
-        return cls(
-            identity=tuple(identities),
-            facts=tuple(facts),
-            classes=tuple(class_names),
-            agents=tuple(agent_names),
-        )
+        try:
+            return cls(
+                identity=tuple(identities),
+                facts=tuple(facts),
+                classes=tuple(class_names),
+                agents=tuple(agent_names),
+            )
+        except ValidationError as exc:
+            raise FilterError(problem_text(exc)) from None
+
+    def to_cli(self) -> str:
+        """The filter in the command-line grammar (``identity:/^web/ os_family=debian``);
+        ``parse_cli`` of its words gives this filter back."""
+        words = [f"identity:{name}" for name in self.identity]
+        words += [fact.to_cli() for fact in self.facts]
+        words += [f"class:{name}" for name in self.classes]
+        words += [f"agent:{name}" for name in self.agents]
+        return " ".join(words)
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, object]) -> Filter:
+        """A filter from its JSON form; FilterError in plain words if it is not one."""
+        try:
+            return cls.model_validate(value)
+        except ValidationError as exc:
+            raise FilterError(problem_text(exc)) from None

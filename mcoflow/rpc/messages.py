@@ -20,6 +20,7 @@ from mcoflow.rpc.filters import FactFilter, Filter
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
+    "POLICY_DENIED",
     "FactFilter",
     "Filter",
     "MessageError",
@@ -30,9 +31,11 @@ __all__ = [
     "build_request",
     "encode_message",
     "encode_reply_batch",
+    "is_policy_denial",
     "parse_replies",
     "parse_reply",
     "parse_request",
+    "policy_denied_message",
 ]
 
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -64,6 +67,23 @@ class StatusCode(IntEnum):
     MISSING_DATA = 3
     INVALID_DATA = 4
     UNKNOWN_ERROR = 5
+
+
+# A policy refusal keeps MCollective's statuscode 1 (aborted); its statusmsg starts with
+# this marker, which tells it from an action that ran and failed.
+POLICY_DENIED = "denied by policy:"
+
+
+def policy_denied_message(caller: str, agent: str, action: str) -> str:
+    return f"{POLICY_DENIED} {caller} is not authorized to call {agent}.{action}"
+
+
+def is_policy_denial(statuscode: object, statusmsg: object) -> bool:
+    return (
+        statuscode == StatusCode.ABORTED
+        and isinstance(statusmsg, str)
+        and statusmsg.startswith(POLICY_DENIED)
+    )
 
 
 class MessageError(ValueError):

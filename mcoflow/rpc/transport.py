@@ -81,8 +81,7 @@ class Transport(ABC):
         taken may be gone: a sender then publishes again what still waits for an answer
         (hosts answer a repeated request id from their journal). Returns what removes it.
 
-        Transports whose accepted requests survive a reconnection (memory, which lives and
-        dies with the process; NATS, through JetStream) never call it."""
+        The memory transport, which lives and dies with the process, never calls it."""
         return lambda: None
 
     async def recover_lost_requests(self, republish: Callable[[], Awaitable[None]]) -> bool:
@@ -90,8 +89,9 @@ class Transport(ABC):
         by any process, await ``republish`` (which publishes again what still waits for
         an answer), then remember that it is done; True if it ran. Several processes
         sharing one database thus republish once between them. An exception from
-        ``republish`` leaves the recovery to the next call. Transports whose requests
-        survive a broker restart never run it."""
+        ``republish`` leaves the recovery to the next call. A transport that cannot tell
+        either runs it every time (NATS: broadcasts missed while away) or never (memory:
+        nothing outlives the process; the orchestrator republishes at its start)."""
         return False
 
     @abstractmethod

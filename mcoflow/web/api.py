@@ -5,20 +5,28 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials
 
 from mcoflow.engine import PlanFilter, PlanResult, PlanState, World
+from mcoflow.engine.child_status import HostFilter, statuses_named
+from mcoflow.engine.display import step_titles
 from mcoflow.web.auth import api_user, bearer
 from mcoflow.web.csrf import check_origin
 from mcoflow.web.ports import JobsPort
 from mcoflow.web.schemas import (
+    DiscoveredOut,
+    DiscoverIn,
     ErrorOut,
     ExecutorOut,
     ExecutorsOut,
     HistoryOut,
+    HostCountsOut,
+    HostOut,
+    HostPageOut,
     HostResultOut,
     HostsOut,
     PlanDetailOut,
@@ -27,12 +35,16 @@ from mcoflow.web.schemas import (
     StepOut,
     TriggerIn,
 )
-from mcoflow.web.views import HostTable
+from mcoflow.web.strict import known_body_only
 
 Order = Literal[
     "-created_at", "created_at", "-started_at", "started_at", "-ended_at", "ended_at",
     "label", "-label", "state", "-state",
 ]  # fmt: skip
+
+# hosts in a plan's detail, and the most one page of hosts takes
+DETAIL_HOSTS = 100
+MAX_HOST_PAGE = 1000
 
 PlanId = Annotated[str, Path(min_length=1, max_length=100, description="the plan's id")]
 StepIdx = Annotated[int, Path(ge=0, le=2**31, description="the step's index in its plan")]
@@ -114,7 +126,7 @@ router = APIRouter(prefix="/api/v1", tags=["api"], dependencies=[Depends(known_q
 writes = APIRouter(
     prefix="/api/v1",
     tags=["api"],
-    dependencies=[Depends(check_origin), Depends(known_query_only)],
+    dependencies=[Depends(check_origin), Depends(known_query_only), Depends(known_body_only)],
 )
 
 
@@ -134,6 +146,8 @@ async def trigger(body: TriggerIn, request: Request, user: User) -> PlanOut:
         concurrency=body.concurrency,
         batch_size=body.batch_size,
         max_failures=body.max_failures,
+        start_at=body.start_at,
+        start_before=body.start_before,
         by=user,
     )
     return PlanOut.of(plan)
@@ -174,32 +188,63 @@ async def list_plans(
     "/plans/{plan_id}",
     response_model=PlanDetailOut,
     responses=_errors(404, 422),
-    summary="A plan with its steps, history and hosts",
+    summary="A plan with its steps, history, host counts and first hosts",
 )
 async def show_plan(plan_id: PlanId, request: Request, _user: User) -> PlanDetailOut:
     world = _world(request)
     plan = await world.get_plan(plan_id)
     steps = await world.steps(plan_id)
+    titles = step_titles(steps)
     history = await world.history(plan_id)
-    children = await world.store.child_plans(plan_id)
-    table = HostTable(world)
-    hosts = [
-        HostResultOut(
-            plan_id=c.id,
-            host=c.label,
-            state=c.state,
-            result=c.result,
-            message=await table.message(c),
-        )
-        for c in children
-    ]
+    page = await world.store.child_page(plan_id, limit=DETAIL_HOSTS)
     return PlanDetailOut(
         **PlanOut.of(plan).model_dump(),
         args=plan.args,
         flow=plan.flow,
-        steps=[StepOut.of(s) for s in steps if s.has_run],
+        steps=[StepOut.of(s, titles) for s in steps if s.has_run],
         history=[HistoryOut.of(h) for h in history],
-        hosts=hosts,
+        hosts=[HostResultOut.of(r) for r in page.rows],
+        host_counts=HostCountsOut.of(page.counts) if page.counts.total else None,
+        hosts_next=_hosts_url(plan_id, None, page.limit, page.limit) if page.has_more else None,
+    )
+
+
+def _hosts_url(plan_id: str, status: str | None, offset: int, limit: int) -> str:
+    query = {"status": status, "offset": offset, "limit": limit}
+    return f"/api/v1/plans/{plan_id}/hosts?" + urlencode(
+        {k: v for k, v in query.items() if v is not None}
+    )
+
+
+@router.get(
+    "/plans/{plan_id}/hosts",
+    response_model=HostPageOut,
+    responses=_errors(404, 422),
+    summary="A page of a fleet job's hosts (its child plans), in host order",
+)
+async def plan_hosts(
+    plan_id: PlanId,
+    request: Request,
+    _user: User,
+    status: Annotated[
+        HostFilter | None,
+        Query(description="only these hosts; failed: error or cancelled (what a rerun takes)"),
+    ] = None,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_HOST_PAGE)] = DETAIL_HOSTS,
+) -> HostPageOut:
+    world = _world(request)
+    await world.get_plan(plan_id)  # 404 for no such plan, rather than an empty page
+    statuses = statuses_named(status.value) if status is not None else None
+    page = await world.store.child_page(plan_id, statuses=statuses, offset=offset, limit=limit)
+    shown = status.value if status is not None else None
+    return HostPageOut(
+        hosts=[HostResultOut.of(r) for r in page.rows],
+        total=page.matching,
+        offset=offset,
+        limit=limit,
+        next=_hosts_url(plan_id, shown, offset + limit, limit) if page.has_more else None,
+        host_counts=HostCountsOut.of(page.counts),
     )
 
 
@@ -224,6 +269,16 @@ async def skip(plan_id: PlanId, idx: StepIdx, request: Request, user: User) -> P
 
 
 @writes.post(
+    "/plans/{plan_id}/skip-failed",
+    response_model=PlanOut,
+    responses=_errors(403, 404, 409, 422),
+    summary="Skip every failed step of a plan (a fleet's failed host): it goes on",
+)
+async def skip_failed(plan_id: PlanId, request: Request, user: User) -> PlanOut:
+    return PlanOut.of(await _world(request).skip_failed(plan_id, by=user))
+
+
+@writes.post(
     "/plans/{plan_id}/cancel",
     response_model=PlanOut,
     responses=_errors(403, 404, 409, 422),
@@ -245,14 +300,33 @@ async def rerun_failed(plan_id: PlanId, request: Request, user: User) -> PlanOut
 
 
 @router.get(
-    "/hosts", response_model=HostsOut, responses=_errors(422, 503), summary="Discover hosts"
+    "/hosts",
+    response_model=HostsOut,
+    responses=_errors(422, 503),
+    summary="The host inventory: every host a discovery or a reply has shown",
 )
 async def hosts(
     request: Request,
     _user: User,
-    filter: Annotated[str | None, Query(max_length=500, description="host filter")] = None,
+    filter: Annotated[
+        str | None,
+        Query(
+            max_length=1000, description="only hosts it selects, e.g. 'class:web os_family=debian'"
+        ),
+    ] = None,
 ) -> HostsOut:
-    return HostsOut(hosts=await _jobs(request).discover(filter or None))
+    found = await _jobs(request).hosts(filter or None)
+    return HostsOut(hosts=[HostOut.of(h) for h in found], total=len(found))
+
+
+@writes.post(
+    "/hosts/discover",
+    response_model=DiscoveredOut,
+    responses=_errors(400, 403, 422, 503),
+    summary="Ask the hosts to answer now (a discovery); the inventory records them",
+)
+async def discover(body: DiscoverIn, request: Request, _user: User) -> DiscoveredOut:
+    return DiscoveredOut(hosts=await _jobs(request).discover(body.filter or None))
 
 
 @router.get(

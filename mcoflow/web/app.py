@@ -16,10 +16,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcoflow.engine import InputError, InvalidOperation, PlanNotFound, World
-from mcoflow.web import api, login, metrics, operations, pages, sse, trigger
+from mcoflow.web import api, hosts, login, metrics, operations, pages, sse, trigger
 from mcoflow.web.auth import AuthSettings, LoginRequired
+from mcoflow.web.limits import BodyLimit
 from mcoflow.web.middleware import SessionMiddleware
 from mcoflow.web.ports import JobInputError, JobsPort
+from mcoflow.web.strict import UNKNOWN_FIELD
 from mcoflow.web.templating import make_templates, render
 
 API_PREFIX = "/api/"
@@ -80,7 +82,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
             where = ".".join(loc) or "input"
             first_field = first_field or where
-            problems.append(f"{where}: {err.get('msg', 'invalid')}")
+            message = err.get("msg", "invalid")
+            if err.get("type") == "extra_forbidden" and not message.startswith(UNKNOWN_FIELD):
+                message = f"{UNKNOWN_FIELD} (not one this request takes)"  # pydantic's words
+            problems.append(f"{where}: {message}")
         return _error(request, 422, "; ".join(problems) or "invalid input", first_field)
 
     @app.exception_handler(PlanNotFound)
@@ -133,11 +138,12 @@ def create_app(
     app.state.closing = False  # set when the server stops: live streams end
     app.state.templates = make_templates()
     app.mount("/static", StaticFiles(directory=str(files("mcoflow.web") / "static")), "static")
-    for module in (api, login, trigger, pages, sse, operations, metrics):
+    for module in (api, login, trigger, pages, hosts, sse, operations, metrics):
         for name in ("router", "writes"):
             if hasattr(module, name):
                 app.include_router(getattr(module, name))
     _install_error_handlers(app)
     app.add_middleware(SessionMiddleware, auth=auth)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit)
     return app

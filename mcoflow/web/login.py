@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from mcoflow.web.auth import AuthSettings, Session, safe_next, verify_password
 from mcoflow.web.csrf import require_csrf
+from mcoflow.web.strict import known_form_only
 from mcoflow.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -20,7 +21,7 @@ async def login_page(request: Request, next: str = "/") -> Response:
     return render(request, "login.html", {"next": safe_next(next), "error": "", "username": ""})
 
 
-@router.post("/login", dependencies=[Depends(require_csrf)])
+@router.post("/login", dependencies=[Depends(require_csrf), Depends(known_form_only)])
 async def login(
     request: Request,
     username: Annotated[str, Form(max_length=200)] = "",
@@ -36,7 +37,7 @@ async def login(
     return RedirectResponse(safe_next(next), status_code=303)
 
 
-@router.post("/logout", dependencies=[Depends(require_csrf)])
+@router.post("/logout", dependencies=[Depends(require_csrf), Depends(known_form_only)])
 async def logout(request: Request) -> Response:
     auth: AuthSettings = request.app.state.auth
     request.state.session = request.state.set_session = Session.new(None, auth.session_seconds)

@@ -24,6 +24,7 @@ from prometheus_client.core import (
 )
 from starlette.responses import Response
 
+from mcoflow.agent.refusals import AGENT_REGISTRY
 from mcoflow.engine import EngineStats, World
 from mcoflow.web.auth import api_user, bearer
 
@@ -47,6 +48,8 @@ async def metrics(request: Request, _: Annotated[str, Depends(scraper)]) -> Resp
     broker = probe() if probe is not None else None
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(metric_families(stats, broker, now=time.time())))
+    # this process's own counters (its in-process agents' refusals), not the database's
+    registry.register(_Snapshot(list(AGENT_REGISTRY.collect())))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -1,4 +1,5 @@
-"""The operator's buttons on the plan page: resume, skip, cancel, rerun on failed hosts.
+"""The operator's buttons on the plan page: resume, skip (a step, or a fleet's failed
+host), cancel, rerun on failed hosts.
 
 Each asks for confirmation: the page's script asks in a dialog and sends
 ``confirmed=yes``; without it the server answers with a confirmation page first.
@@ -17,9 +18,12 @@ from mcoflow.engine import InvalidOperation, Plan, PlanNotFound, World
 from mcoflow.web.auth import page_user
 from mcoflow.web.csrf import require_csrf
 from mcoflow.web.ports import JobsPort
+from mcoflow.web.strict import known_form_only
 from mcoflow.web.templating import render
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(require_csrf)])
+router = APIRouter(
+    include_in_schema=False, dependencies=[Depends(require_csrf), Depends(known_form_only)]
+)
 User = Annotated[str, Depends(page_user)]
 Confirmed = Annotated[str, Form()]
 
@@ -76,6 +80,32 @@ async def skip(
         button="Skip",
         done="skipped",
         work=lambda: world.skip(plan_id, idx, by=user),
+    )
+
+
+@router.post("/plans/{plan_id}/hosts/{host_plan_id}/skip")
+async def skip_host(
+    request: Request, plan_id: str, host_plan_id: str, user: User, confirmed: Confirmed = ""
+) -> Response:
+    """Skip a failed host's failed steps from its fleet's page: the host goes on, and the
+    paused fleet with it once no other host waits for the operator."""
+    world: World = request.app.state.world
+
+    async def work() -> Plan:
+        host = await world.get_plan(host_plan_id)
+        if host.parent_plan_id != plan_id:
+            raise PlanNotFound(f"plan {plan_id} has no host plan {host_plan_id}")
+        await world.skip_failed(host_plan_id, by=user)
+        return await world.get_plan(plan_id)
+
+    return await _operate(
+        request,
+        plan_id,
+        confirmed,
+        question="Skip this host's failed steps? The host goes on without them.",
+        button="Skip",
+        done="host-skipped",
+        work=work,
     )
 
 

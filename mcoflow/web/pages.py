@@ -13,9 +13,11 @@ from mcoflow.engine import PlanFilter, PlanNotFound, PlanResult, PlanState, Worl
 from mcoflow.web.auth import page_user
 from mcoflow.web.templating import render
 from mcoflow.web.views import (
+    HOST_CHIPS,
     HostTable,
     fmt_duration,
     fmt_time,
+    parse_offset,
     plan_snapshot,
     plan_view,
 )
@@ -32,8 +34,9 @@ ORDERS = {
     "state": "state",
 }
 DONE_NOTICES = {
-    "resumed": "The plan was resumed: its failed steps run again.",
+    "resumed": "The plan was resumed: its failed steps (and failed hosts) run again.",
     "skipped": "The step was skipped; the plan goes on without it.",
+    "host-skipped": "The host's failed steps were skipped; it goes on without them.",
     "cancelled": "The plan was cancelled.",
     "rerun": "A new job was started on the hosts that failed.",
     "triggered": "The job was started.",
@@ -112,10 +115,16 @@ async def plans_page(
 
 @router.get("/plans/{plan_id}")
 async def plan_page(
-    request: Request, plan_id: str, _user: User, hosts: str = "", done: str = ""
+    request: Request,
+    plan_id: str,
+    _user: User,
+    hosts: str = "",
+    offset: str = "0",
+    done: str = "",
 ) -> Response:
     world: World = request.app.state.world
-    snapshot = await plan_snapshot(world, plan_id, HostTable(world))
+    table = HostTable(world, status=hosts, offset=parse_offset(offset))
+    snapshot = await plan_snapshot(world, plan_id, table)
     plan = await world.get_plan(plan_id)
     parent = None
     if plan.parent_plan_id:
@@ -135,7 +144,9 @@ async def plan_page(
             "flow": plan.flow,
             "steps_by_idx": steps,
             "parent": parent,
-            "host_filter": hosts,
+            "host_filter": table.status,
+            "host_offset": table.offset,
+            "host_chips": HOST_CHIPS,
             "notice": DONE_NOTICES.get(done, ""),
         },
     )

@@ -7,10 +7,12 @@ whatever ``Jobs`` rejects is shown next to the form field it names.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal, Protocol, get_args
 
 from mcoflow.actions.parameters import JobInputError
 from mcoflow.engine import Plan
+from mcoflow.engine.store import HostRecord
 
 __all__ = ["JOB_KINDS", "JobInputError", "JobKind", "JobsPort"]
 
@@ -30,9 +32,13 @@ class JobsPort(Protocol):
         batch_size: str | None,
         max_failures: str | None,
         by: str,
+        start_at: datetime | float | None = None,
+        start_before: datetime | float | None = None,
     ) -> Plan:
         """Plan and start a job on one host (a plain plan) or many (a fleet plan with
-        one child plan per host). Raises JobInputError for input the operator must fix."""
+        one child plan per host); with ``start_at``/``start_before`` a delayed plan (state
+        scheduled) that starts then. Raises JobInputError for input the operator must fix
+        (a start time in the past: field ``start_at`` or ``start_before``)."""
         ...
 
     async def rerun_failed(self, plan_id: str, *, by: str) -> Plan:
@@ -42,4 +48,9 @@ class JobsPort(Protocol):
 
     async def discover(self, filter: str | None) -> list[str]:
         """Identities of the hosts that answer, optionally matching ``filter``."""
+        ...
+
+    async def hosts(self, filter: str | None) -> list[HostRecord]:
+        """The host inventory (every host ever seen), those ``filter`` selects when
+        given. Raises JobInputError for a bad filter."""
         ...

@@ -85,7 +85,7 @@ class WebServer:
         WebConfigError for what the operator must configure) computes it."""
         self.listen = parse_listen(settings.listen)
         self.auth = auth if auth is not None else web_auth(settings, embedded=embedded)
-        jobs: JobsPort = Jobs(orchestrator.world)
+        jobs: JobsPort = Jobs(orchestrator.world, check_hosts=not settings.allow_unknown_hosts)
         self.app = create_app(
             orchestrator.world, auth=self.auth, jobs=jobs, broker_state=orchestrator.broker_state
         )

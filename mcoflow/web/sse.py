@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 
 from mcoflow.engine import PlanNotFound, World
 from mcoflow.web.auth import page_user
-from mcoflow.web.views import HostTable, plan_snapshot
+from mcoflow.web.views import HostTable, parse_offset, plan_snapshot
 
 router = APIRouter(include_in_schema=False)
 KEEPALIVE_SECONDS = 15.0
@@ -30,9 +30,15 @@ def sse_message(event: str, data: str) -> str:
 
 
 async def plan_events(
-    world: World, plan_id: str, *, interval: float, request: Request | None = None
+    world: World,
+    plan_id: str,
+    *,
+    interval: float,
+    request: Request | None = None,
+    table: HostTable | None = None,
 ) -> AsyncIterator[str]:
-    table = HostTable(world)
+    """``table``: the page of hosts the page shows (the counts are of all of them)."""
+    table = table or HostTable(world)
     last = ""
     quiet_since = time.monotonic()
     yield "retry: 2000\n\n"
@@ -57,11 +63,20 @@ async def plan_events(
 
 
 @router.get("/plans/{plan_id}/events", dependencies=[Depends(page_user)])
-async def plan_stream(request: Request, plan_id: str) -> StreamingResponse:
+async def plan_stream(
+    request: Request, plan_id: str, hosts: str = "", offset: str = "0"
+) -> StreamingResponse:
     world: World = request.app.state.world
     await world.get_plan(plan_id)  # 404 before the stream starts
+    table = HostTable(world, status=hosts, offset=parse_offset(offset))
     return StreamingResponse(
-        plan_events(world, plan_id, interval=request.app.state.sse_interval, request=request),
+        plan_events(
+            world,
+            plan_id,
+            interval=request.app.state.sse_interval,
+            request=request,
+            table=table,
+        ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
+from mcoflow.actions.schedule import parse_time
 from mcoflow.engine import InputError
 from mcoflow.web.auth import page_user
 from mcoflow.web.csrf import require_csrf
 from mcoflow.web.ports import JOB_KINDS, JobInputError, JobsPort
+from mcoflow.web.strict import known_form_only
 from mcoflow.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -30,6 +33,8 @@ EMPTY_FORM = {
     "concurrency": "",
     "batch_size": "",
     "max_failures": "",
+    "start_at": "",
+    "start_before": "",
 }
 
 
@@ -48,6 +53,9 @@ def _page(
         "buttons": BUTTONS,
         "enabled": jobs is not None,
         "fleet_open": any(form[k] for k in ("concurrency", "batch_size", "max_failures")),
+        "later_open": bool(form["start_at"] or form["start_before"]),
+        # datetime-local has no zone: the times are read as the server's local time
+        "server_zone": datetime.now().astimezone().strftime("%Z, UTC%z"),
     }
     return render(request, "trigger.html", context, status_code=status)
 
@@ -57,7 +65,7 @@ async def trigger_page(request: Request, _user: User) -> Response:
     return _page(request, dict(EMPTY_FORM), {})
 
 
-@router.post("/", dependencies=[Depends(require_csrf)])
+@router.post("/", dependencies=[Depends(require_csrf), Depends(known_form_only)])
 async def trigger(
     request: Request,
     user: User,
@@ -68,6 +76,8 @@ async def trigger(
     concurrency: Annotated[str, Form(max_length=20)] = "",
     batch_size: Annotated[str, Form(max_length=20)] = "",
     max_failures: Annotated[str, Form(max_length=20)] = "",
+    start_at: Annotated[str, Form(max_length=40)] = "",
+    start_before: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
     form = {
         "target": "filter" if target == "filter" else "hosts",
@@ -76,6 +86,8 @@ async def trigger(
         "concurrency": concurrency,
         "batch_size": batch_size,
         "max_failures": max_failures,
+        "start_at": start_at,
+        "start_before": start_before,
     }
     jobs: JobsPort | None = request.app.state.jobs
     try:
@@ -100,6 +112,10 @@ async def trigger(
             concurrency=limit,
             batch_size=batch_size.strip() or None,
             max_failures=max_failures.strip() or None,
+            start_at=parse_time(start_at, field="start_at") if start_at.strip() else None,
+            start_before=(
+                parse_time(start_before, field="start_before") if start_before.strip() else None
+            ),
             by=user,
         )
     except JobInputError as exc:

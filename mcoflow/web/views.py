@@ -7,14 +7,20 @@ values as JSON, so the server decides every displayed string in one place.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
-from mcoflow.engine import HistoryEntry, Plan, PlanResult, PlanState, Step, StepState, World
+from mcoflow.engine import HistoryEntry, Plan, PlanState, Step, StepState, World
+from mcoflow.engine.child_status import ChildStatus, child_status, statuses_named
+from mcoflow.engine.display import input_text, step_titles
 from mcoflow.engine.flow import contains_reference
+from mcoflow.engine.store import ChildPage, ChildRow
 
-MAX_HOST_ROWS = 1000
+MAX_HOST_ROWS = 100  # hosts a page shows (and its live updates send)
+HOST_CHIPS = [status.value for status in ChildStatus]
 ACTIVE_PLAN_STATES = frozenset(
     {PlanState.PENDING, PlanState.SCHEDULED, PlanState.PLANNING, PlanState.PLANNED}
     | {PlanState.RUNNING, PlanState.PAUSED}
@@ -98,7 +104,8 @@ def reply_view(reply: dict[str, Any] | None) -> dict[str, str] | None:
     }
 
 
-def step_view(step: Step) -> dict[str, Any]:
+def step_view(step: Step, titles: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """``titles`` (step index -> what it does) name the steps whose output it takes."""
     error = step.error or {}
     return {
         "idx": step.idx,
@@ -107,7 +114,7 @@ def step_view(step: Step) -> dict[str, Any]:
         "state": step.state.value,
         "progress": round(step.progress * 100),
         "attempts": step.attempts,
-        "input": pretty_json(step.input),
+        "input": input_text(step.input, titles or {}),
         "output": pretty_json(step.output) if step.output is not None else "",
         "data": pretty_json(step.data) if step.data else "",
         "error_message": str(error.get("message", "")),
@@ -133,6 +140,9 @@ def plan_view(plan: Plan) -> dict[str, Any]:
         "error": plan.error or "",
         "created": fmt_time(plan.created_at),
         "started": fmt_time(plan.started_at),
+        # a delayed plan's window (empty for a plan started at once)
+        "start_at": fmt_time(plan.start_at) if plan.start_at is not None else "",
+        "start_before": fmt_time(plan.start_before) if plan.start_before is not None else "",
         "ended": fmt_time(plan.ended_at),
         "duration": fmt_duration(plan_duration(plan)),
         "finished": plan.state is PlanState.STOPPED,
@@ -152,13 +162,18 @@ def history_view(entries: list[HistoryEntry]) -> list[dict[str, str]]:
 class HostRow:
     plan_id: str
     host: str
-    status: str  # what the table filters on: running, paused, success, error…
+    status: str  # what the table filters on: running, success, error…
     state: str
     result: str
     duration: str
     message: str
 
-    def as_dict(self) -> dict[str, str]:
+    @property
+    def can_skip(self) -> bool:
+        """A failed host waiting for the operator: its failed steps can be skipped."""
+        return self.state == PlanState.PAUSED.value
+
+    def as_dict(self) -> dict[str, Any]:
         return {
             "plan_id": self.plan_id,
             "host": self.host,
@@ -167,59 +182,76 @@ class HostRow:
             "result": self.result,
             "duration": self.duration,
             "message": self.message,
+            "can_skip": self.can_skip,
         }
 
 
 def host_status(plan: Plan) -> str:
-    """One word per host for the table's filter: running, paused, success, error…"""
-    if plan.state is PlanState.STOPPED:
-        return plan.result.value
-    return plan.state.value
+    """One word per host for the table's filter and chips: running, success, error…
+    (a paused host failed: it counts as an error)."""
+    return child_status(plan).value
+
+
+def parse_offset(value: str) -> int:
+    """A page's ``offset`` query parameter, leniently: a hand-edited link shows page 1."""
+    try:
+        return min(max(0, int(value or 0)), 10**9)
+    except ValueError:
+        return 0
+
+
+def host_row(child: ChildRow) -> HostRow:
+    return HostRow(
+        plan_id=child.plan_id,
+        host=child.label,
+        status=child.status.value,
+        state=child.state.value,
+        result=child.result.value,
+        duration=fmt_duration(child.duration),
+        message=child.message,
+    )
 
 
 class HostTable:
-    """The per-host rows of a fleet job. Keeps the messages of failed hosts it already
-    looked up, so a live stream over thousands of hosts does not re-read their steps."""
+    """Which page of a fleet's hosts a page or a live stream shows: ``status`` (a word of
+    HOST_FILTERS, or blank for all) and ``offset``; each read takes that page only."""
 
-    def __init__(self, world: World) -> None:
+    def __init__(
+        self, world: World, *, status: str = "", offset: int = 0, limit: int = MAX_HOST_ROWS
+    ) -> None:
         self.world = world
-        self._messages: dict[tuple[str, str, str], str] = {}
+        try:
+            self.statuses = statuses_named(status)
+        except ValueError:  # a hand-edited link: every host rather than an error page
+            self.statuses = None
+        self.status = status.strip().lower() if self.statuses is not None else ""
+        self.offset = max(0, offset)
+        self.limit = limit
 
-    async def message(self, child: Plan) -> str:
-        if child.error:
-            return child.error
-        if child.result is not PlanResult.ERROR and child.state is not PlanState.PAUSED:
-            return ""
-        key = (child.id, child.state.value, child.result.value)
-        if key not in self._messages:
-            steps = await self.world.steps(child.id)
-            errors = [s.error for s in steps if s.state is StepState.ERROR and s.error]
-            self._messages[key] = str(errors[0].get("message", "")) if errors else ""
-        return self._messages[key]
+    async def page(self, plan_id: str) -> ChildPage:
+        return await self.world.store.child_page(
+            plan_id, statuses=self.statuses, offset=self.offset, limit=self.limit
+        )
 
-    async def rows(self, children: list[Plan]) -> list[HostRow]:
-        rows = []
-        for child in children[:MAX_HOST_ROWS]:
-            rows.append(
-                HostRow(
-                    plan_id=child.id,
-                    host=child.label,
-                    status=host_status(child),
-                    state=child.state.value,
-                    result=child.result.value,
-                    duration=fmt_duration(plan_duration(child)),
-                    message=await self.message(child),
-                )
-            )
-        return rows
+    def url(self, plan_id: str, offset: int) -> str:
+        query = {"hosts": self.status, "offset": str(offset) if offset else ""}
+        kept = {k: v for k, v in query.items() if v}
+        return f"/plans/{plan_id}" + ("?" + urlencode(kept) if kept else "") + "#hosts"
 
-
-def host_counts(children: list[Plan]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for child in children:
-        status = host_status(child)
-        counts[status] = counts.get(status, 0) + 1
-    return counts
+    def pager(self, plan_id: str, page: ChildPage) -> dict[str, Any]:
+        """The page's place in the (filtered) list: its range and the links around it."""
+        shown = len(page.rows)
+        first = page.offset + 1 if shown else 0
+        what = f" {self.status}" if self.status else ""
+        return {
+            "host_range": f"Hosts {first} to {page.offset + shown} of {page.matching}{what}"
+            if page.matching
+            else f"No{what} hosts",
+            "host_prev_url": self.url(plan_id, max(0, page.offset - page.limit))
+            if page.offset > 0
+            else "",
+            "host_next_url": self.url(plan_id, page.offset + page.limit) if page.has_more else "",
+        }
 
 
 def flow_step_ids(flow: Any) -> list[int]:
@@ -233,15 +265,19 @@ def flow_step_ids(flow: Any) -> list[int]:
 async def plan_snapshot(world: World, plan_id: str, table: HostTable) -> dict[str, Any]:
     """Everything the plan page shows and the live stream sends. PlanNotFound if none."""
     plan = await world.get_plan(plan_id)
-    steps = [s for s in await world.steps(plan_id) if s.has_run]
-    children = await world.store.child_plans(plan_id)
-    rows = await table.rows(children)
+    all_steps = await world.steps(plan_id)
+    titles = step_titles(all_steps)
+    steps = [s for s in all_steps if s.has_run]
+    page = await table.page(plan_id)
+    counts = page.counts
     return {
         "plan": plan_view(plan),
-        "steps": [step_view(s) for s in steps],
+        "steps": [step_view(s, titles) for s in steps],
         "history": history_view(await world.history(plan_id)),
-        "fleet": bool(children),
-        "hosts": [r.as_dict() for r in rows],
-        "host_total": len(children),
-        "host_counts": host_counts(children),
-    }
+        "fleet": counts.total > 0,
+        "hosts": [host_row(r).as_dict() for r in page.rows],
+        "host_total": counts.total,
+        "host_counts": counts.as_dict(),
+        "host_summary": counts.summary() if counts.total else "",
+        "can_rerun": counts.failed > 0,
+    } | table.pager(plan_id, page)

@@ -151,3 +151,19 @@ def test_fleet_benchmark_on_rabbitmq_and_postgresql(pg_server: str) -> None:
         figures[0]["cores"] * 1000 / cpu_ms, rel=0.01
     )
     assert databases_named(pg_server, "mcoflow_fleet") == []
+
+
+def test_cli_benchmark() -> None:
+    found = values(run_benchmark("cli.py", "--runs", "2"))
+    assert found["mcoflow --help"] > found["python start-up, nothing imported"] > 0
+    assert found["import mcoflow.cli"] > 0
+    cli = found["single-host job through the CLI"]
+    api = found["single-host job through the Python API"]
+    assert cli > 0 and api > 0
+    # the overhead is the difference of the two medians, each figure read against its aim
+    overhead = found["CLI overhead per job"]
+    assert overhead == pytest.approx(cli - api, abs=2e-4)
+    assert found["mcoflow --help / aim 0.3 s"] == pytest.approx(
+        found["mcoflow --help"] / 0.3, abs=1e-3
+    )
+    assert found["CLI overhead per job / aim 0.4 s"] == pytest.approx(overhead / 0.4, abs=1e-3)

@@ -1,4 +1,10 @@
-"""The package agent: install, uninstall, purge, update, status."""
+"""The package agent: install, uninstall, purge, update, status.
+
+Every action is idempotent in effect, so re-run after the agent stopped in the middle of
+it: install, uninstall and purge each bring the package to one state (installed, absent,
+absent without configuration) and do nothing when it is there already; update brings an
+installed package to the newest version, which a second run leaves as it is. A re-run's
+``changed`` describes the re-run alone."""
 
 from __future__ import annotations
 
@@ -44,7 +50,9 @@ OUTPUTS = (
 
 
 def _interface(name: str, description: str, *inputs: InputSpec) -> ActionInterface:
-    return ActionInterface(name, description, inputs=(PACKAGE_INPUT, *inputs), outputs=OUTPUTS)
+    return ActionInterface(
+        name, description, inputs=(PACKAGE_INPUT, *inputs), outputs=OUTPUTS, idempotent=True
+    )
 
 
 class PackageAgent(Agent):

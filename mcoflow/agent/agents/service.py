@@ -1,4 +1,10 @@
-"""The service agent: start, stop, restart, status."""
+"""The service agent: start, stop, restart, status.
+
+Every action is idempotent in effect, so re-run after the agent stopped in the middle of
+it: start and stop bring the service to one state and do nothing when it is there; a
+restart ends with the service running afresh on its current configuration, which a second
+restart (one more brief interruption) leaves the same, and which is what an operator
+would do on finding the first one interrupted."""
 
 from __future__ import annotations
 
@@ -26,7 +32,9 @@ OUTPUTS = (
 
 
 def _interface(name: str, description: str) -> ActionInterface:
-    return ActionInterface(name, description, inputs=(SERVICE_INPUT,), outputs=OUTPUTS)
+    return ActionInterface(
+        name, description, inputs=(SERVICE_INPUT,), outputs=OUTPUTS, idempotent=True
+    )
 
 
 class ServiceAgent(Agent):

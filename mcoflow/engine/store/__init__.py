@@ -11,6 +11,8 @@ stale views.
 - ``reads``: what the console, the CLI and the executor's loops read;
 - ``outbox``: claiming, publishing and republishing outbox messages;
 - ``maintenance``: fresh planner statistics for the busy tables (PostgreSQL);
+- ``children``: a plan's children (a fleet's hosts) a page at a time, with their counts;
+- ``hosts``: the host inventory, merged from discoveries and replies;
 - ``core``: ``Store``, with the write path (plans, claims, outcomes, events, operator
   actions, sub-plans, executors, retention).
 """
@@ -24,12 +26,19 @@ from mcoflow.engine.store.base import (
     is_transient_error,
     normalize_url,
 )
+from mcoflow.engine.store.children import ChildPage, ChildRow
 from mcoflow.engine.store.core import ABNORMAL_TERMINATION, Store
+from mcoflow.engine.store.hosts import HostInventory, HostRecord, HostSighting
 from mcoflow.engine.store.reads import Page, PlanFilter
 
 __all__ = [
     "ABNORMAL_TERMINATION",
     "WAKE_CHANNEL",
+    "ChildPage",
+    "ChildRow",
+    "HostInventory",
+    "HostRecord",
+    "HostSighting",
     "InvalidOperation",
     "Page",
     "PlanFilter",

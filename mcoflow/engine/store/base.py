@@ -19,11 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 
-from mcoflow.engine.store.pgarrays import use_fast_arrays
 from mcoflow.engine.store.statements import among, columns, pairs_among
+from mcoflow.engine.store.unavailable import unavailable
 
 WAKE_CHANNEL = "mcoflow_wake"
 _NOTIFY = text("SELECT pg_notify(:channel, :origin)")
+_SCHEMA_REVISION = text("SELECT version_num FROM alembic_version")
 log = logging.getLogger("mcoflow.store")
 
 
@@ -98,9 +99,26 @@ class StoreBase:
 
     async def upgrade(self) -> None:
         """Create or upgrade the schema with Alembic (in a thread: Alembic is sync)."""
-        from mcoflow.engine.migrate import upgrade
+        from mcoflow.engine.migrate import head_revision, upgrade
 
-        await asyncio.to_thread(upgrade, self.url)
+        head = head_revision()
+        if head is not None and await self.schema_revision() == head:
+            return  # current: loading Alembic and its scripts would take most of a second
+
+        try:
+            await asyncio.to_thread(upgrade, self.url)
+        except (OperationalError, InterfaceError, OSError) as exc:
+            # the first use of the database: a wrong URL or a stopped server shows here
+            raise unavailable(self.url, exc) from exc
+
+    async def schema_revision(self) -> str | None:
+        """The schema's Alembic revision; None without one (or without a database)."""
+        try:
+            async with self._read() as conn:
+                row = (await conn.execute(_SCHEMA_REVISION)).first()
+        except (DBAPIError, OSError):
+            return None
+        return None if row is None else str(row[0])
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
@@ -162,6 +180,8 @@ def _is_retryable(exc: DBAPIError) -> bool:
 
 
 def _configure_postgresql(engine: AsyncEngine) -> None:
+    from mcoflow.engine.store.pgarrays import use_fast_arrays  # psycopg: PostgreSQL only
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         use_fast_arrays(dbapi_connection.driver_connection)

@@ -9,6 +9,7 @@ long module.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -34,6 +35,8 @@ from mcoflow.engine.states import (
     plan_result,
 )
 from mcoflow.engine.store.base import InvalidOperation, dumps, loads, log
+from mcoflow.engine.store.children import ChildQueries
+from mcoflow.engine.store.hosts import HostQueries
 from mcoflow.engine.store.maintenance import MaintenanceQueries
 from mcoflow.engine.store.outbox import OutboxQueries
 from mcoflow.engine.store.reads import ReadQueries
@@ -52,10 +55,13 @@ from mcoflow.engine.store.statements import (
     dialect_insert,
 )
 
+# rows made or inserted at a time without letting other tasks run (the web, agents)
+_ROWS_BETWEEN_YIELDS = 200
+
 ABNORMAL_TERMINATION = "abnormal termination: its executor {executor} stopped while it ran"
 
 
-class Store(ReadQueries, OutboxQueries, MaintenanceQueries):
+class Store(ReadQueries, ChildQueries, OutboxQueries, MaintenanceQueries, HostQueries):
     """The engine's port to the database; one instance per process."""
 
     async def insert_plans(self, new_plans: Sequence[NewPlan], *, start: bool, by: str) -> None:
@@ -76,6 +82,8 @@ class Store(ReadQueries, OutboxQueries, MaintenanceQueries):
         step_rows: list[dict[str, Any]] = []
         history_rows: list[dict[str, Any]] = []
         for i, plan in enumerate(new_plans):
+            if i and i % _ROWS_BETWEEN_YIELDS == 0:
+                await asyncio.sleep(0)  # a fleet's chunk of children: the web answers meanwhile
             running = start and plan.state is PlanState.PLANNED
             state = PlanState.RUNNING if running else plan.state
             plan_rows.append(
@@ -137,12 +145,9 @@ class Store(ReadQueries, OutboxQueries, MaintenanceQueries):
                 history_rows.append(
                     {"plan_id": plan.id, "at": now, "what": "running", "detail": None, "by": by}
                 )
-        if plan_rows:
-            await conn.execute(insert(plans), plan_rows)
-        if step_rows:
-            await conn.execute(insert(steps), step_rows)
-        if history_rows:
-            await conn.execute(insert(history), history_rows)
+        for table, rows in ((plans, plan_rows), (steps, step_rows), (history, history_rows)):
+            for at in range(0, len(rows), _ROWS_BETWEEN_YIELDS):
+                await conn.execute(insert(table), rows[at : at + _ROWS_BETWEEN_YIELDS])
         if start:
             await self._notify(conn)
         # a plan with nothing to run is done as soon as it starts
@@ -857,60 +862,116 @@ class Store(ReadQueries, OutboxQueries, MaintenanceQueries):
         return {key for key in result.scalars() if key is not None}
 
     async def resume(self, plan_id: str, by: str) -> Plan:
+        """Run a paused plan's failed steps again, and resume its paused child plans in
+        the same transaction (a fleet's failed hosts): otherwise its sub-plan step would
+        recount them as failed and pause the plan again at once. A paused parent goes on
+        too once none of its children waits for the operator."""
+
         async def work(conn: AsyncConnection) -> None:
             now = time.time()
             await self._lock_plans(conn, [plan_id])
             row = await self._plan_row(conn, plan_id)
-            state = PlanState(row.state)
-            if state is not PlanState.PAUSED:
-                raise InvalidOperation(
-                    f"plan {plan_id} is {state.value}, only a paused plan can be resumed"
-                )
-            check_plan_transition(state, PlanState.RUNNING)
-            await conn.execute(
-                update(steps)
-                .where(steps.c.plan_id == plan_id, steps.c.state == StepState.ERROR.value)
-                .values(ready_at=now, error=None)
-            )
-            values: dict[str, Any] = {
-                "state": PlanState.RUNNING.value,
-                "result": PlanResult.PENDING.value,
-            }
-            if row.needs_finalize:
-                values.update(wake_at=now, error=None)
-            await conn.execute(update(plans).where(plans.c.id == plan_id).values(**values))
-            await self._history(conn, plan_id, "resumed", None, by, now)
-            await self._notify(conn)
-            await self._settle(conn, [plan_id], now, by=by)
+            await self._resume(conn, plan_id, by, now)
+            await self._parent_goes_on(conn, row, by, now)
 
         await self._retrying(work)
         plan = await self.get_plan(plan_id)
         assert plan is not None
         return plan
 
-    async def skip(self, plan_id: str, step_idx: int, by: str) -> Plan:
+    async def _resume(
+        self,
+        conn: AsyncConnection,
+        plan_id: str,
+        by: str,
+        now: float,
+        *,
+        detail: str | None = None,
+        step_idx: int | None = None,
+    ) -> None:
+        """Resume a locked paused plan: its failed steps (only ``step_idx`` if given, and
+        then none of its children) run again; its paused children are resumed too."""
+        row = await self._plan_row(conn, plan_id)
+        state = PlanState(row.state)
+        if state is not PlanState.PAUSED:
+            raise InvalidOperation(
+                f"plan {plan_id} is {state.value}, only a paused plan can be resumed"
+            )
+        check_plan_transition(state, PlanState.RUNNING)
+        failed = and_(steps.c.plan_id == plan_id, steps.c.state == StepState.ERROR.value)
+        if step_idx is not None:
+            failed = and_(failed, steps.c.idx == step_idx)
+        await conn.execute(update(steps).where(failed).values(ready_at=now, error=None))
+        values: dict[str, Any] = {
+            "state": PlanState.RUNNING.value,
+            "result": PlanResult.PENDING.value,
+        }
+        if row.needs_finalize:
+            values.update(wake_at=now, error=None)
+        await conn.execute(update(plans).where(plans.c.id == plan_id).values(**values))
+        await self._history(conn, plan_id, "resumed", detail, by, now)
+        children = (
+            [] if step_idx is not None else await self._child_ids(conn, plan_id, [PlanState.PAUSED])
+        )
+        if children:
+            await self._lock_plans(conn, children)
+            for child in children:
+                await self._resume(conn, child, by, now, detail="with the plan it is part of")
+        await self._notify(conn)
+        await self._settle(conn, [plan_id], now, by=by)
+
+    async def _child_ids(
+        self,
+        conn: AsyncConnection,
+        plan_id: str,
+        states: Iterable[PlanState],
+        step_idx: int | None = None,
+    ) -> list[str]:
+        """Ids of a plan's children (of one step, if given) in some states, in id order,
+        leaving out those already asked to cancel."""
+        query = select(plans.c.id).where(
+            plans.c.parent_plan_id == plan_id,
+            plans.c.state.in_([s.value for s in states]),
+            plans.c.cancel_requested.is_(False),
+        )
+        if step_idx is not None:
+            query = query.where(plans.c.parent_step_id == step_idx)
+        return list((await conn.execute(query.order_by(plans.c.id))).scalars())
+
+    async def skip(self, plan_id: str, step_idx: int | None, by: str) -> Plan:
+        """Skip a failed step (every failed step if None) and what needs its output; the
+        plan goes on. A paused parent (a fleet) goes on too once none of its step's
+        children waits for the operator any more."""
+
         async def work(conn: AsyncConnection) -> None:
             now = time.time()
             await self._lock_plans(conn, [plan_id])
             plan_row = await self._plan_row(conn, plan_id)
-            step_row = (
-                await conn.execute(
-                    select(steps.c.state).where(steps.c.plan_id == plan_id, steps.c.idx == step_idx)
-                )
-            ).first()
-            if step_row is None:
-                raise InvalidOperation(f"plan {plan_id} has no step {step_idx}")
-            state = StepState(step_row.state)
-            if state is not StepState.ERROR:
+            query = select(steps.c.idx, steps.c.state).where(steps.c.plan_id == plan_id)
+            if step_idx is None:
+                query = query.where(steps.c.state == StepState.ERROR.value, steps.c.has_run)
+            else:
+                query = query.where(steps.c.idx == step_idx)
+            found = (await conn.execute(query.order_by(steps.c.idx))).all()
+            if not found:
                 raise InvalidOperation(
-                    f"step {step_idx} is {state.value}; only a failed step can be skipped"
+                    f"plan {plan_id} has no failed step to skip"
+                    if step_idx is None
+                    else f"plan {plan_id} has no step {step_idx}"
                 )
-            check_step_transition(state, StepState.SKIPPING)
-            check_step_transition(StepState.SKIPPING, StepState.SKIPPED)
-            row = (
+            for step_row in found:
+                state = StepState(step_row.state)
+                if state is not StepState.ERROR:
+                    raise InvalidOperation(
+                        f"step {step_row.idx} is {state.value}; only a failed step can be skipped"
+                    )
+                check_step_transition(state, StepState.SKIPPING)
+                check_step_transition(StepState.SKIPPING, StepState.SKIPPED)
+            idxs = [r.idx for r in found]
+            rows = (
                 await conn.execute(
                     update(steps)
-                    .where(steps.c.plan_id == plan_id, steps.c.idx == step_idx)
+                    .where(steps.c.plan_id == plan_id, steps.c.idx.in_(idxs))
                     .values(
                         state=StepState.SKIPPED.value, ready_at=None, progress=1.0, ended_at=now
                     )
@@ -918,10 +979,11 @@ class Store(ReadQueries, OutboxQueries, MaintenanceQueries):
                         steps.c.plan_id, steps.c.idx, steps.c.dependents, steps.c.ref_dependents
                     )
                 )
-            ).one()
-            await self._history(conn, plan_id, "step skipped", f"step {step_idx}", by, now)
+            ).all()
+            for idx in idxs:
+                await self._history(conn, plan_id, "step skipped", f"step {idx}", by, now)
             await self._notify(conn)
-            await self._release_dependents(conn, [_Finished.skipped_row(row)], now)
+            await self._release_dependents(conn, [_Finished.skipped_row(r) for r in rows], now)
             if plan_row.state == PlanState.PAUSED:
                 await conn.execute(
                     update(plans)
@@ -930,11 +992,35 @@ class Store(ReadQueries, OutboxQueries, MaintenanceQueries):
                 )
                 await self._history(conn, plan_id, "running", "after a skip", by, now)
             await self._settle(conn, [plan_id], now, by=by)
+            await self._parent_goes_on(conn, plan_row, by, now)
 
         await self._retrying(work)
         plan = await self.get_plan(plan_id)
         assert plan is not None
         return plan
+
+    async def _parent_goes_on(self, conn: AsyncConnection, child: Any, by: str, now: float) -> None:
+        """Resume a paused parent's failed step once none of its children waits for the
+        operator (skipped or resumed one by one): it recounts them and waits, ends, or
+        pauses again if some failed for good."""
+        parent, idx = child.parent_plan_id, child.parent_step_id
+        if parent is None or idx is None:
+            return
+        await self._lock_plans(conn, [parent])
+        row = (await conn.execute(select(plans.c.state).where(plans.c.id == parent))).first()
+        if row is None or row.state != PlanState.PAUSED:
+            return
+        if await self._child_ids(conn, parent, [PlanState.PAUSED], idx):
+            return
+        step_state = (
+            await conn.execute(
+                select(steps.c.state).where(steps.c.plan_id == parent, steps.c.idx == idx)
+            )
+        ).scalar()
+        if step_state != StepState.ERROR:
+            return
+        detail = f"no sub-plan waits for the operator any more (last: {child.label})"
+        await self._resume(conn, parent, by, now, detail=detail, step_idx=idx)
 
     async def cancel(self, plan_id: str, by: str) -> Plan:
         """Stop a plan: steps not started are cancelled, cancellable actions that wait get
@@ -1007,6 +1093,9 @@ class Store(ReadQueries, OutboxQueries, MaintenanceQueries):
             await conn.execute(
                 update(plans).where(plans.c.id == plan_id).values(state=PlanState.RUNNING.value)
             )
+        # its children too, paused ones included: a paused fleet's failed hosts would
+        # otherwise wait for the operator forever
+        await self._cancel_children(conn, plan_id, None, now, by, include_paused=True)
         await self._settle(conn, [plan_id], now, by=by)
 
     async def _start_children(
@@ -1070,35 +1159,24 @@ class Store(ReadQueries, OutboxQueries, MaintenanceQueries):
         self,
         conn: AsyncConnection,
         plan_id: str,
-        step_idx: int,
+        step_idx: int | None,
         now: float,
         by: str,
         *,
         include_paused: bool,
     ) -> None:
-        """Cancel a step's child plans: those not started at once, running ones by the
-        same rules as an operator's cancel, paused ones only if asked."""
-        states = [PlanState.PLANNED.value, PlanState.RUNNING.value]
+        """Cancel a step's child plans (every step's if None): those not started at once,
+        running ones by the same rules as an operator's cancel, paused ones only if asked."""
+        states = [PlanState.PLANNED, PlanState.RUNNING]
         if include_paused:
-            states.append(PlanState.PAUSED.value)
-        rows = (
-            await conn.execute(
-                select(plans.c.id, plans.c.state)
-                .where(
-                    plans.c.parent_plan_id == plan_id,
-                    plans.c.parent_step_id == step_idx,
-                    plans.c.state.in_(states),
-                    plans.c.cancel_requested.is_(False),
-                )
-                .order_by(plans.c.id)
-            )
-        ).all()
-        if not rows:
+            states.append(PlanState.PAUSED)
+        ids = await self._child_ids(conn, plan_id, states, step_idx)
+        if not ids:
             return
-        await self._lock_plans(conn, [r.id for r in rows])
+        await self._lock_plans(conn, ids)
         cancellable = _cancellable_actions()
-        for r in rows:
-            await self._cancel(conn, r.id, by, now, cancellable)
+        for child in ids:
+            await self._cancel(conn, child, by, now, cancellable)
 
     async def register_executor(self, executor_id: str) -> None:
         now = time.time()

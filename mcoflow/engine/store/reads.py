@@ -54,6 +54,23 @@ class ReadQueries(StoreBase):
             progress = await self._progress(conn, [plan_id])
         return plan_from_row(row, progress.get(plan_id))
 
+    async def plan_ids_starting(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` ids of plans that start with ``prefix``, in id order."""
+        async with self._read() as conn:
+            exact = await conn.execute(select(plans.c.id).where(plans.c.id == prefix))
+            if exact.first() is not None:
+                return [prefix]
+            pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = (
+                select(plans.c.id)
+                .where(plans.c.id.like(pattern + "%", escape="\\"))
+                .order_by(plans.c.id)
+                .limit(limit)
+            )
+            ids = list((await conn.execute(query)).scalars())
+        # SQLite's LIKE ignores case; ids are matched as written, on either database
+        return [i for i in ids if i.startswith(prefix)]
+
     async def list_plans(
         self,
         filters: PlanFilter | None = None,
@@ -105,11 +122,16 @@ class ReadQueries(StoreBase):
                 steps.c.plan_id,
                 func.sum(steps.c.progress * steps.c.weight),
                 func.sum(steps.c.weight),
+                func.avg(steps.c.progress),
             )
             .where(self._among(steps.c.plan_id, plan_ids), steps.c.has_run)
             .group_by(steps.c.plan_id)
         )
-        return {pid: (done or 0.0) / weight if weight else 1.0 for pid, done, weight in rows}
+        # weightless steps alone (a discovery on its own): their plain mean
+        return {
+            pid: (done or 0.0) / weight if weight else float(mean or 0.0)
+            for pid, done, weight, mean in rows
+        }
 
     async def get_steps(self, plan_id: str) -> list[Step]:
         async with self._read() as conn:

@@ -63,6 +63,7 @@ from mcoflow.rpc.transport import (
 )
 from mcoflow.rpc.transports.amqp_acks import ChannelAcks
 from mcoflow.rpc.transports.amqp_connection import DeliveryCallback, McoflowConnection, consume
+from mcoflow.rpc.unreachable import broker_unreachable
 
 __all__ = ["AmqpTransport"]
 
@@ -160,7 +161,7 @@ class AmqpTransport(Transport):
                 connection_class=McoflowConnection,
             )
         except Exception as exc:
-            raise TransportError(f"cannot connect to {_safe_url(self.url)}: {exc}") from exc
+            raise TransportError(broker_unreachable("RabbitMQ", self.url, exc)) from exc
         self._connection.reconnect_callbacks.add(self._reconnected)
         self._publish_channel = await self._connection.channel(
             publisher_confirms=True, on_return_raises=True
@@ -443,11 +444,3 @@ def _properties(*, persistent: bool, expiration: str | None = None) -> aiormq.sp
         delivery_mode=2 if persistent else 1,
         expiration=expiration,
     )
-
-
-def _safe_url(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}:{parts.port or ''}{parts.path}"

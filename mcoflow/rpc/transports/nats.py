@@ -16,6 +16,10 @@ moment and are lost for a host that is disconnected (the caller then reports it
 as "no response"), which matches what a broadcast is for.
 A transient reply destination (``transient=True``) is a core subscription; a reply
 sent to it while the caller is disconnected is lost.
+After a reconnection the ``on_reconnect`` listeners run, and ``recover_lost_requests``
+always republishes: the transport cannot tell which broadcasts the hosts missed while
+they or the server were away (a direct request repeated is stored again, and the host
+answers it from its journal).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import contextlib
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import nats
@@ -34,9 +38,18 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 
-from mcoflow.rpc.transport import Handler, Subscription, Transport, TransportError
+from mcoflow.rpc.transport import (
+    Handler,
+    ReconnectListener,
+    Subscription,
+    Transport,
+    TransportError,
+)
+from mcoflow.rpc.unreachable import broker_unreachable
 
 __all__ = ["NatsTransport"]
+
+FIRST_CONNECT_TIMEOUT = 10.0  # seconds a first connection may take (each try: 5 s)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +70,13 @@ def _msg_id(*parts: bytes | str) -> str:
         digest.update(part.encode() if isinstance(part, str) else part)
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+async def _notify(listener: ReconnectListener) -> None:
+    try:
+        await listener()
+    except Exception:
+        log.exception("reconnect listener %r failed", listener)
 
 
 class _NatsSubscription(Subscription):
@@ -103,6 +123,8 @@ class NatsTransport(Transport):
         self._js: JetStreamContext | None = None
         self._subscriptions: set[_NatsSubscription] = set()
         self._stream_cache: dict[str, tuple[bool, float]] = {}
+        self._reconnect_listeners: list[ReconnectListener] = []
+        self._listener_tasks: set[asyncio.Task[None]] = set()
         self._closing = False
 
     @property
@@ -114,7 +136,12 @@ class NatsTransport(Transport):
             return
         self._closing = False
 
+        failures: list[Exception] = []
+
         async def on_error(exc: Exception) -> None:
+            if self._nc is None:  # still the first connection: connect() says why, once
+                failures.append(exc)
+                return
             log.warning("NATS: %r", exc)
 
         async def on_disconnect() -> None:
@@ -122,21 +149,31 @@ class NatsTransport(Transport):
 
         async def on_reconnect() -> None:
             log.info("NATS: reconnected")
+            # nats-py awaits this callback: listeners that publish run in tasks of their own
+            for listener in list(self._reconnect_listeners):
+                task = asyncio.get_running_loop().create_task(_notify(listener))
+                self._listener_tasks.add(task)
+                task.add_done_callback(self._listener_tasks.discard)
 
         try:
-            self._nc = await nats.connect(
-                self.url,
-                name="mcoflow",
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                allow_reconnect=True,
-                error_cb=on_error,
-                disconnected_cb=on_disconnect,
-                reconnected_cb=on_reconnect,
-                connect_timeout=5,
+            # nats-py retries a first connection forever with unlimited reconnects: bound it
+            self._nc = await asyncio.wait_for(
+                nats.connect(
+                    self.url,
+                    name="mcoflow",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    allow_reconnect=True,
+                    error_cb=on_error,
+                    disconnected_cb=on_disconnect,
+                    reconnected_cb=on_reconnect,
+                    connect_timeout=5,
+                ),
+                FIRST_CONNECT_TIMEOUT,
             )
         except Exception as exc:
-            raise TransportError(f"cannot connect to NATS at {self.url}: {exc!r}") from exc
+            cause = failures[-1] if failures else exc
+            raise TransportError(broker_unreachable("the NATS server", self.url, cause)) from exc
         self._js = self._nc.jetstream(timeout=5)
         await self._ensure_stream(
             NODES_STREAM, ["*.node.>"], retention=api.RetentionPolicy.WORK_QUEUE
@@ -160,8 +197,20 @@ class NatsTransport(Transport):
             # Already there with other settings (e.g. another max_age): use it as is.
             log.debug("stream %s exists: %r", name, exc)
 
+    def on_reconnect(self, listener: ReconnectListener) -> Callable[[], None]:
+        self._reconnect_listeners.append(listener)
+        return lambda: self._reconnect_listeners.remove(listener)
+
+    async def recover_lost_requests(self, republish: Callable[[], Awaitable[None]]) -> bool:
+        await republish()
+        return True
+
     async def close(self) -> None:
         self._closing = True
+        tasks = list(self._listener_tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for subscription in list(self._subscriptions):
             await subscription.cancel()
         nc, self._nc, self._js = self._nc, None, None

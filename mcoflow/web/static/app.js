@@ -108,16 +108,28 @@
     if (skip) skip.hidden = !step.can_skip;
   }
 
+  // a failed host's Skip button: a copy of the page's form (it holds the CSRF token)
+  function skipCell(host) {
+    const td = document.createElement("td");
+    const template = document.getElementById("host-skip-template");
+    if (!host.can_skip || !template) return td;
+    const form = template.content.firstElementChild.cloneNode(true);
+    form.action = "/plans/" + encodeURIComponent(root.dataset.planId) + "/hosts/" +
+      encodeURIComponent(host.plan_id) + "/skip";
+    form.dataset.confirm = "Skip the failed steps of " + host.host + "? That host goes on without them.";
+    td.appendChild(form);
+    return td;
+  }
+
   function applyHosts(snapshot) {
     const section = document.getElementById("hosts");
     const body = document.getElementById("host-rows");
     if (!section || !body) return;
     section.hidden = !snapshot.fleet;
     if (!snapshot.fleet) return;
-    const filter = root.dataset.hostFilter || "";
+    // the server sends the page of hosts this page shows, already filtered
     const rows = document.createDocumentFragment();
     for (const host of snapshot.hosts) {
-      if (filter && host.status !== filter) continue;
       const tr = document.createElement("tr");
       tr.dataset.status = host.status;
       const name = document.createElement("td");
@@ -126,17 +138,26 @@
       link.textContent = host.host;
       name.appendChild(link);
       tr.append(name, badgeCell(host.state), badgeCell(host.result),
-        textCell(host.duration), textCell(host.message, "message"));
+        textCell(host.duration), textCell(host.message, "message"), skipCell(host));
       rows.appendChild(tr);
     }
     body.replaceChildren(rows);
+    setText(document.getElementById("host-summary"), snapshot.host_summary);
+    section.querySelectorAll('[data-show="can_rerun"]').forEach((el) => {
+      el.hidden = !snapshot.can_rerun;
+    });
     section.querySelectorAll("[data-count]").forEach((el) => {
       const key = el.dataset.count;
       const n = key === "" || key === "total" ? snapshot.host_total : snapshot.host_counts[key] || 0;
       setText(el, String(n));
     });
-    const cap = document.getElementById("host-cap");
-    if (cap) cap.hidden = snapshot.host_total <= snapshot.hosts.length;
+    setText(document.getElementById("host-range"), snapshot.host_range);
+    for (const [id, url] of [["host-prev", snapshot.host_prev_url], ["host-next", snapshot.host_next_url]]) {
+      const link = document.getElementById(id);
+      if (!link) continue;
+      if (url) link.setAttribute("href", url);
+      link.hidden = !url;
+    }
   }
 
   function applyHistory(history) {

@@ -31,7 +31,10 @@ CHROMIUM_ARGS = [
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
     """pytest-playwright's launch options: the system Chromium, headless, no sandbox."""
     if not CHROMIUM.exists():
-        message = f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
+        message = (
+            f"Chromium is not installed at {CHROMIUM}: `sudo apt-get install -y chromium` "
+            "(`make test` does it when run as root), or point MCOFLOW_TEST_CHROMIUM at one"
+        )
         if os.environ.get("CI"):
             pytest.fail(f"{message}; CI must have it", pytrace=False)
         pytest.skip(message)

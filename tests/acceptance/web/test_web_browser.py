@@ -122,14 +122,20 @@ def test_fleet_job_host_table_and_rerun_on_failed_hosts(
     expect(page.locator('[data-plan="state"]')).to_have_text("paused", timeout=LIVE_TIMEOUT)
     expect(rows).to_have_count(4)
     expect(page.locator('#host-rows tr[data-status="success"]')).to_have_count(3)
-    failed = page.locator('#host-rows tr[data-status="paused"]')
+    # the failed host waits for the operator (paused) and counts as an error
+    failed = page.locator('#host-rows tr[data-status="error"]')
     expect(failed).to_have_count(1)
     expect(failed).to_contain_text("sim-00005")
     expect(failed.locator("td.message")).to_contain_text(f"download of {FLAKY_ON_SIM5} failed")
+    expect(failed.locator("button.host-skip")).to_be_visible()
+    expect(page.locator('#host-filters [data-count="error"]')).to_have_text("1")
+    expect(page.locator("#host-summary")).to_have_text(
+        "4 hosts: 3 succeeded, 1 failed (1 waiting for the operator), 0 cancelled"
+    )
     assert _still_same_document(page)
     save_screenshot(page, screenshots / "fleet-page.png")
 
-    page.click("#host-filters a[data-filter='paused']")
+    page.click("#host-filters a[data-filter='error']")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("sim-00005")
 
@@ -140,6 +146,7 @@ def test_fleet_job_host_table_and_rerun_on_failed_hosts(
     expect(page.locator('[data-plan="result"]')).to_have_text("success")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("sim-00005")
+    expect(page.locator("#rerun-failed")).to_be_hidden()  # no host failed in this one
 
 
 def test_fleet_job_by_filter_finds_its_hosts_by_discovery(page: Page, server_url: str) -> None:
@@ -184,8 +191,8 @@ def test_a_bad_host_is_shown_next_to_the_field(page: Page, server_url: str) -> N
     page.fill("#hosts", "sim-00001 nowhere-1")
     page.fill("#parameter", "vim")
     page.get_by_role("button", name="Install", exact=True).click()
-    expect(page.locator("#error-hosts")).to_have_text(
-        "unknown host nowhere-1 (not found by the last discovery)"
+    expect(page.locator("#error-hosts")).to_contain_text(
+        "unknown host nowhere-1: never seen by a discovery or a reply; run `mcoflow discover`"
     )
     expect(page.locator("#hosts")).to_have_value("sim-00001 nowhere-1")
     expect(page.locator("#parameter")).to_have_value("vim")

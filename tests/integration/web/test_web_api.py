@@ -7,6 +7,7 @@ import web_fakes
 from web_client import Web
 
 from mcoflow.engine import PlanState
+from mcoflow.engine.store import HostInventory, HostSighting
 from mcoflow.engine.testing import assert_eventually
 
 KINDS = [
@@ -164,14 +165,41 @@ async def test_rerun_failed_hosts(web: Web) -> None:
 
 
 async def test_hosts_and_executors(web: Web) -> None:
-    everything = (await web.client.get("/api/v1/hosts")).json()["hosts"]
-    assert "web-01" in everything
-    assert "db-01" in everything
+    assert (await web.client.get("/api/v1/hosts")).json() == {"hosts": [], "total": 0}
+    db = HostInventory({"os_family": "debian", "cpus": 8}, ("db",), ("rpcutil", "package"))
+    web_ = HostInventory({"os_family": "debian", "cpus": 2}, ("web",), ("rpcutil",))
+    await web.world.store.record_sightings(
+        [
+            HostSighting("db-01", 100.0, db),
+            HostSighting("web-01", 100.0, web_),
+            HostSighting("web-01", 160.0),  # a later reply
+            HostSighting("ghost-9", 120.0),  # answered once, never reported facts
+        ]
+    )
+    everything = (await web.client.get("/api/v1/hosts")).json()
+    assert everything["total"] == 3
+    assert [h["identity"] for h in everything["hosts"]] == ["db-01", "ghost-9", "web-01"]
+    assert everything["hosts"][2] == {
+        "identity": "web-01",
+        "facts": {"os_family": "debian", "cpus": 2},
+        "classes": ["web"],
+        "agents": ["rpcutil"],
+        "first_seen": 100.0,
+        "last_seen": 160.0,
+        "inventory_at": 100.0,
+    }
+    assert everything["hosts"][1]["facts"] == {}
     dbs = (await web.client.get("/api/v1/hosts", params={"filter": "class:db"})).json()
-    assert dbs == {"hosts": ["db-01", "db-02"]}
+    assert [h["identity"] for h in dbs["hosts"]] == ["db-01"]
+    big = (await web.client.get("/api/v1/hosts", params={"filter": "cpus>=4"})).json()
+    assert [h["identity"] for h in big["hosts"]] == ["db-01"]
     bad = await web.client.get("/api/v1/hosts", params={"filter": "identity:/(/"})
     assert bad.status_code == 422
     assert bad.json()["field"] == "filter"
+    found = await web.client.post("/api/v1/hosts/discover", json={"filter": "class:db"})
+    assert found.json() == {"hosts": ["db-01", "db-02"]}
+    typo = await web.client.post("/api/v1/hosts/discover", json={"filtre": "class:db"})
+    assert typo.status_code == 422
 
     async def executor_listed() -> None:
         body = (await web.client.get("/api/v1/executors")).json()
@@ -218,6 +246,7 @@ async def test_bad_input_is_422_naming_the_field(
 async def test_unknown_plan_is_404(web: Web) -> None:
     for method, path in [
         ("GET", "/api/v1/plans/nope"),
+        ("GET", "/api/v1/plans/nope/hosts"),
         ("POST", "/api/v1/plans/nope/resume"),
         ("POST", "/api/v1/plans/nope/cancel"),
         ("POST", "/api/v1/plans/nope/steps/1/skip"),
@@ -235,11 +264,14 @@ async def test_openapi_documents_every_operation(web: Web) -> None:
         ("POST", "/api/v1/jobs"),
         ("GET", "/api/v1/plans"),
         ("GET", "/api/v1/plans/{plan_id}"),
+        ("GET", "/api/v1/plans/{plan_id}/hosts"),
         ("POST", "/api/v1/plans/{plan_id}/resume"),
         ("POST", "/api/v1/plans/{plan_id}/steps/{idx}/skip"),
         ("POST", "/api/v1/plans/{plan_id}/cancel"),
+        ("POST", "/api/v1/plans/{plan_id}/skip-failed"),
         ("POST", "/api/v1/plans/{plan_id}/rerun-failed"),
         ("GET", "/api/v1/hosts"),
+        ("POST", "/api/v1/hosts/discover"),
         ("GET", "/api/v1/executors"),
     }
 

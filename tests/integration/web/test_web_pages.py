@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 import web_fakes
 from web_client import Web
 
 from mcoflow.engine import Plan, PlanState
+from mcoflow.engine.store import HostInventory, HostSighting
 from mcoflow.web.sse import plan_events
 
 
@@ -174,8 +176,9 @@ async def test_fleet_host_table_filter_and_rerun(web: Web) -> None:
     plan = await _job(web, "install", ["web-08", "web-09", "web-10"], "fail-once-fleet", by="t")
     web_fakes.FAILED_ONCE.add(("web-09", "fail-once-fleet"))  # web-09 succeeds at once
     await web.world.wait(plan.id)
-    page = await web.client.get(f"/plans/{plan.id}?hosts=paused")
-    assert page.text.count('<tr data-status="paused">') == 2
+    # the two failed hosts wait for the operator (paused): they count as errors
+    page = await web.client.get(f"/plans/{plan.id}?hosts=error")
+    assert page.text.count('<tr data-status="error">') == 2
     assert '<tr data-status="success">' not in page.text
     assert "E: Unable to locate package fail-once-fleet" in page.text
     rerun = await _post(
@@ -191,6 +194,28 @@ async def test_executors_page(web: Web) -> None:
     page = await web.client.get("/executors")
     assert page.status_code == 200
     assert 'id="broker-state">connected</strong>' in page.text
+
+
+async def test_hosts_page_shows_facts_and_last_seen(web: Web) -> None:
+    empty = await web.client.get("/hosts")
+    assert empty.status_code == 200
+    assert "No host seen yet" in empty.text
+    assert 'href="/hosts" class="active"' in empty.text
+    report = HostInventory({"os_family": "debian", "rack": "<b>r1</b>"}, ("db",), ("rpcutil",))
+    await web.world.store.record_sightings(
+        [HostSighting("db-01", time.time() - 90, report), HostSighting("web-01", time.time())]
+    )
+    page = await web.client.get("/hosts")
+    assert "2 hosts" in page.text
+    assert "db-01" in page.text and "web-01" in page.text
+    assert "os_family=debian" in page.text
+    assert "&lt;b&gt;r1&lt;/b&gt;" in page.text  # host data is escaped
+    assert re.search(r"\(1 min 3\d s ago\)", page.text), "db-01 was last seen 90 s ago"
+    only = await web.client.get("/hosts", params={"filter": "class:db"})
+    assert "db-01" in only.text and "web-01" not in only.text
+    bad = await web.client.get("/hosts", params={"filter": "identity:/(/"})
+    assert bad.status_code == 422
+    assert 'id="hosts-error"' in bad.text and "filter:" in bad.text
 
 
 async def test_unknown_plan_page_is_404(web: Web) -> None:

@@ -21,7 +21,9 @@ async def _login(web: Web, password: str = PASSWORD, next_url: str = "/plans") -
     )
 
 
-@pytest.mark.parametrize("path", ["/", "/plans", "/plans/x", "/executors", "/plans/x/events"])
+@pytest.mark.parametrize(
+    "path", ["/", "/plans", "/plans/x", "/executors", "/hosts", "/plans/x/events"]
+)
 async def test_pages_redirect_to_login_when_auth_is_on(secure_web: Web, path: str) -> None:
     r = await secure_web.client.get(path)
     assert r.status_code == 303

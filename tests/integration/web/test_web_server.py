@@ -34,6 +34,7 @@ async def orchestrator(tmp_path: Path) -> AsyncIterator[Orchestrator]:
         _settings(tmp_path), simulate_hosts=2, simulation={"broken_packages": ["broken"]}
     )
     await orch.start()
+    await Jobs(orch.world).discover(timeout=0.5)  # as `serve` does: the hosts become known
     try:
         yield orch
     finally:

@@ -9,11 +9,14 @@ name ending ``@HOST`` behaves so on HOST only and succeeds elsewhere.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
+from mcoflow.actions.inventory import matching_hosts
 from mcoflow.actions.jobs import parse_filter
+from mcoflow.actions.schedule import start_window
 from mcoflow.engine import (
     Action,
     Event,
@@ -25,6 +28,7 @@ from mcoflow.engine import (
     WithSubPlans,
     World,
 )
+from mcoflow.engine.store import HostRecord
 from mcoflow.web import JobInputError
 
 HOSTS = [f"web-{i:02d}" for i in range(1, 13)] + ["db-01", "db-02"]
@@ -200,6 +204,10 @@ class FakeJobs:
             )
         ]
 
+    async def hosts(self, filter: str | None) -> list[HostRecord]:
+        # the real inventory of the engine's store (tests record sightings into it)
+        return await matching_hosts(self.world.store, parse_filter(filter))
+
     async def trigger(
         self,
         kind: str,
@@ -211,8 +219,11 @@ class FakeJobs:
         batch_size: str | None,
         max_failures: str | None,
         by: str,
+        start_at: datetime | float | None = None,
+        start_before: datetime | float | None = None,
     ) -> Plan:
         self.triggered.append({"kind": kind, "hosts": hosts, "filter": filter, "by": by})
+        window = start_window(start_at, start_before)  # the real checks, as Jobs makes them
         if filter:
             hosts = await self.discover(filter)
             if not hosts:
@@ -225,19 +236,22 @@ class FakeJobs:
         packages, services = parse_parameter(kind, parameter)
         parse_count("batch_size", batch_size, len(hosts))
         failures = parse_count("max_failures", max_failures, len(hosts))
+        action: type[Action] = FleetJob
+        args: dict[str, Any] = {
+            "kind": kind,
+            "hosts": hosts,
+            "packages": packages,
+            "services": services,
+            "concurrency": concurrency,
+            "max_failures": failures,
+        }
         if len(hosts) == 1 and filter is None:
+            action = HostJob
             args = {"kind": kind, "host": hosts[0], "packages": packages, "services": services}
-            return await self.world.trigger(HostJob, by=by, **args)
-        return await self.world.trigger(
-            FleetJob,
-            by=by,
-            kind=kind,
-            hosts=hosts,
-            packages=packages,
-            services=services,
-            concurrency=concurrency,
-            max_failures=failures,
-        )
+        if window is not None:
+            at, before = window
+            return await self.world.delay(action, start_at=at, start_before=before, by=by, **args)
+        return await self.world.trigger(action, by=by, **args)
 
     async def rerun_failed(self, plan_id: str, *, by: str) -> Plan:
         plan = await self.world.get_plan(plan_id)

@@ -1,0 +1,148 @@
+"""A fleet job as one job through the real `mcoflow` CLI (a subprocess per command) on
+SQLite and PostgreSQL: `plans show` lists its hosts, `plans list` hides them unless
+`--all`, `plans rerun-failed`, `plans skip-failed`, `plans resume` and `plans cancel`
+reach the hosts. The fleet runs in this process (executor, in-process broker,
+simulated hosts); the CLI works on the same database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcoflow.actions import Jobs
+from mcoflow.config import Settings
+from mcoflow.engine import PlanResult, PlanState
+from mcoflow.server import Orchestrator, build_orchestrator
+
+MCOFLOW = Path(sys.executable).parent / "mcoflow"
+HOSTS = [f"sim-{n:05d}" for n in range(1, 5)]
+
+
+@pytest.fixture
+async def fleet(db_url: str, tmp_path: Path) -> AsyncIterator[Orchestrator]:
+    settings = Settings(
+        database_url=db_url,
+        transport_url=f"memory://{uuid.uuid4().hex}",
+        keys_dir=tmp_path / "keys",
+        state_dir=tmp_path,
+        poll_interval=0.05,
+        heartbeat_interval=0.5,
+    )
+    orchestrator = await build_orchestrator(
+        settings, simulate_hosts=len(HOSTS), simulation={"broken_packages": ["broken"]}
+    )
+    await orchestrator.start()
+    try:
+        yield orchestrator
+    finally:
+        await orchestrator.stop()
+
+
+async def cli(db_url: str, cwd: Path, *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        str(MCOFLOW),
+        "plans",
+        *args,
+        "--db",
+        db_url,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(cwd)},
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace")
+
+
+async def show(db_url: str, cwd: Path, plan_id: str) -> dict[str, Any]:
+    code, out = await cli(db_url, cwd, "show", plan_id, "--json")
+    assert code == 0, out
+    shown: dict[str, Any] = json.loads(out)
+    return shown
+
+
+async def test_fleet_through_the_cli(fleet: Orchestrator, db_url: str, tmp_path: Path) -> None:
+    world = fleet.world
+    jobs = Jobs(world, check_hosts=False)
+    triggered = await jobs.trigger(
+        "install", hosts=",".join(HOSTS), parameter="broken", concurrency=1, max_failures="2"
+    )
+    plan = await world.wait(triggered.id, timeout=30)
+    assert plan.state is PlanState.PAUSED
+
+    # show: its hosts, in JSON and as a table, with the counts by host
+    shown = await show(db_url, tmp_path, plan.id)
+    assert sorted(h["host"] for h in shown["hosts"]) == HOSTS
+    assert {h["status"] for h in shown["hosts"]} == {"error", "cancelled"}
+    counts = shown["host_counts"]
+    assert (counts["error"], counts["paused"], counts["cancelled"]) == (2, 2, 2)
+    assert (
+        counts["summary"]
+        == "4 hosts: 0 succeeded, 2 failed (2 waiting for the operator), 2 cancelled"
+    )
+    failed = [h for h in shown["hosts"] if h["status"] == "error"]
+    assert all("broken" in h["message"] for h in failed)
+    code, text = await cli(db_url, tmp_path, "show", plan.id)
+    assert code == 0, text
+    assert "4 hosts: 0 succeeded" in text and all(host in text for host in HOSTS)
+
+    # list: the hosts' sub-plans only with --all
+    code, listed = await cli(db_url, tmp_path, "list", "--limit", "100")
+    assert code == 0, listed
+    assert plan.id in listed and not any(h["plan_id"] in listed for h in shown["hosts"])
+    code, everything = await cli(db_url, tmp_path, "list", "--all", "--limit", "100")
+    assert code == 0, everything
+    assert all(h["plan_id"] in everything for h in shown["hosts"])
+
+    # skip-failed on one failed host: the fleet still waits for the other
+    code, out = await cli(db_url, tmp_path, "skip-failed", failed[0]["plan_id"])
+    assert code == 0, out
+    assert (await world.get_plan(plan.id)).state is PlanState.PAUSED
+
+    # resume: the other failed host runs again (fixed now) with the fleet; the hosts
+    # cancelled by max-failures stay cancelled, and the fleet says so
+    sim = fleet.agents[-1].fleet
+    sim.settings = sim.settings.model_copy(update={"broken_packages": ()})
+    code, out = await cli(db_url, tmp_path, "resume", plan.id)
+    assert code == 0, out
+    again = await world.wait(plan.id, timeout=30)
+    assert again.state is PlanState.PAUSED
+    shown = await show(db_url, tmp_path, plan.id)
+    assert shown["host_counts"]["summary"] == (
+        "4 hosts: 2 succeeded (1 with warnings), 0 failed, 2 cancelled"
+    )
+    fleet_step = next(s for s in shown["steps"] if s["action"] == "mcoflow.fleet")
+    assert fleet_step["error"]["message"] == (
+        "finished with 0 failed of 4 hosts: 2 succeeded, 0 failed, 2 cancelled"
+    )
+
+    # rerun-failed: a new fleet on the cancelled hosts
+    code, out = await cli(db_url, tmp_path, "rerun-failed", plan.id, "--no-wait")
+    assert code == 0, out
+    match = re.search(r"^plan ([0-9a-f]{32}): ", out, re.MULTILINE)
+    assert match, out
+    rerun = await world.wait(match[1], timeout=30)
+    assert rerun.result is PlanResult.SUCCESS
+    rerun_hosts = sorted(c.label for c in await world.store.child_plans(rerun.id))
+    assert rerun_hosts == sorted(h["host"] for h in shown["hosts"] if h["status"] == "cancelled")
+
+    code, out = await cli(db_url, tmp_path, "rerun-failed", rerun.id)
+    assert code == 1 and "has no failed hosts" in out
+
+    # cancel: the paused fleet stops, and no host of it is left waiting
+    code, out = await cli(db_url, tmp_path, "cancel", plan.id)
+    assert code == 0, out
+    stopped = await world.get_plan(plan.id)
+    assert (stopped.state, stopped.result) == (PlanState.STOPPED, PlanResult.CANCELLED)
+    kids = await world.store.child_plans(plan.id)
+    assert not [c for c in kids if c.state is not PlanState.STOPPED]
