@@ -101,7 +101,7 @@ def plans_rerun_failed(
     """Run a fleet job again on its failed hosts. A new fleet job, with the same
     parameters, on the hosts of PLAN that failed or never ran."""
     from mcoflow.actions import Jobs
-    from mcoflow.cli.jobs import _follow
+    from mcoflow.cli.jobs import follow_started
     from mcoflow.engine import InvalidOperation, PlanNotFound
 
     async def main() -> int:
@@ -114,15 +114,7 @@ def plans_rerun_failed(
                 console.print(f"[red]error:[/red] {exc}")
                 return 1
             console.print(f"plan {plan.id}: {escape(plan.label)}")
-            if no_wait:
-                return 0
-            if not await world.executors():
-                console.print(
-                    "[yellow]no executor is running: the plan starts when one does "
-                    "(`mcoflow serve`)[/yellow]"
-                )
-                return 3
-            return await _follow(world, plan.id)
+            return await follow_started(world, plan.id, no_wait=no_wait)
         finally:
             await world.close()
 

@@ -122,19 +122,25 @@ def _job(
                     soft_wrap=True,
                 )
                 return 0
-            if no_wait:
-                return 0
-            if not await world.executors():
-                console.print(
-                    "[yellow]no executor is running: the plan starts when one does "
-                    "(`mcoflow serve`)[/yellow]"
-                )
-                return 3
-            return await _follow(world, plan.id)
+            return await follow_started(world, plan.id, no_wait=no_wait)
         finally:
             await world.close()
 
     raise typer.Exit(run_async(main()))
+
+
+async def follow_started(world: Any, plan_id: str, *, no_wait: bool) -> int:
+    """Follow a plan just started: 0 at once with ``--no-wait``, 3 when no executor runs
+    (the plan waits for one), else the plan's outcome."""
+    if no_wait:
+        return 0
+    if not await world.executors():
+        console.print(
+            "[yellow]no executor is running: the plan starts when one does "
+            "(`mcoflow serve`)[/yellow]"
+        )
+        return 3
+    return await _follow(world, plan_id)
 
 
 def _allow_unknown(db: str | None) -> bool:

@@ -6,11 +6,9 @@ simulated hosts); the CLI works on the same database."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +16,10 @@ from typing import Any
 import pytest
 
 from mcoflow.actions import Jobs
-from mcoflow.config import Settings
 from mcoflow.engine import PlanResult, PlanState
-from mcoflow.server import Orchestrator, build_orchestrator
+from mcoflow.server import Orchestrator
+from tests.embedded import embedded_orchestrator
+from tests.embedded import plans_cli as cli
 
 MCOFLOW = Path(sys.executable).parent / "mcoflow"
 HOSTS = [f"sim-{n:05d}" for n in range(1, 5)]
@@ -28,40 +27,10 @@ HOSTS = [f"sim-{n:05d}" for n in range(1, 5)]
 
 @pytest.fixture
 async def fleet(db_url: str, tmp_path: Path) -> AsyncIterator[Orchestrator]:
-    settings = Settings(
-        database_url=db_url,
-        transport_url=f"memory://{uuid.uuid4().hex}",
-        keys_dir=tmp_path / "keys",
-        state_dir=tmp_path,
-        poll_interval=0.05,
-        heartbeat_interval=0.5,
-    )
-    orchestrator = await build_orchestrator(
-        settings, simulate_hosts=len(HOSTS), simulation={"broken_packages": ["broken"]}
-    )
-    await orchestrator.start()
-    try:
-        yield orchestrator
-    finally:
-        await orchestrator.stop()
-
-
-async def cli(db_url: str, cwd: Path, *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        str(MCOFLOW),
-        "plans",
-        *args,
-        "--db",
-        db_url,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=cwd,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(cwd)},
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace")
+    async with embedded_orchestrator(
+        db_url, tmp_path, hosts=len(HOSTS), simulation={"broken_packages": ["broken"]}
+    ) as o:
+        yield o
 
 
 async def show(db_url: str, cwd: Path, plan_id: str) -> dict[str, Any]:

@@ -4,20 +4,19 @@ first, a line saying how many more and how to see them; `--json` lists every hos
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from mcoflow.actions import Jobs
-from mcoflow.config import Settings
 from mcoflow.engine import PlanState
-from mcoflow.server import Orchestrator, build_orchestrator
+from mcoflow.server import Orchestrator
+from tests.embedded import embedded_orchestrator
+from tests.embedded import plans_cli as cli
 
 MCOFLOW = Path(sys.executable).parent / "mcoflow"
 HOSTS = [f"sim-{n:05d}" for n in range(1, 61)]
@@ -26,42 +25,13 @@ BROKEN_ON = ["sim-00033", "sim-00047"]
 
 @pytest.fixture
 async def fleet(db_url: str, tmp_path: Path) -> AsyncIterator[Orchestrator]:
-    settings = Settings(
-        database_url=db_url,
-        transport_url=f"memory://{uuid.uuid4().hex}",
-        keys_dir=tmp_path / "keys",
-        state_dir=tmp_path,
-        poll_interval=0.05,
-        heartbeat_interval=0.5,
-    )
-    orchestrator = await build_orchestrator(
-        settings,
-        simulate_hosts=len(HOSTS),
-        simulation={"broken_packages": [f"broken@{h}" for h in BROKEN_ON]},
-    )
-    await orchestrator.start()
-    try:
-        yield orchestrator
-    finally:
-        await orchestrator.stop()
-
-
-async def cli(db_url: str, cwd: Path, *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        str(MCOFLOW),
-        "plans",
-        *args,
-        "--db",
+    async with embedded_orchestrator(
         db_url,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=cwd,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(cwd)},
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace")
+        tmp_path,
+        hosts=len(HOSTS),
+        simulation={"broken_packages": [f"broken@{h}" for h in BROKEN_ON]},
+    ) as o:
+        yield o
 
 
 async def test_show_lists_at_most_n_hosts_failed_first(

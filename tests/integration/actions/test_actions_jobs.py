@@ -3,7 +3,6 @@ the in-process broker, and simulated hosts answering through the real agent daem
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,32 +10,21 @@ from typing import Any
 import pytest
 
 from mcoflow.actions import Install, InstallAndRestart, JobInputError, Jobs, host_results
-from mcoflow.config import Settings
 from mcoflow.engine import PlanResult, PlanState, StepState
 from mcoflow.engine.testing import assert_eventually
-from mcoflow.server import Orchestrator, build_orchestrator
+from mcoflow.server import Orchestrator
+from tests.embedded import embedded_orchestrator
 
 
 @pytest.fixture
 async def fleet(db_url: str, tmp_path: Path) -> AsyncIterator[Orchestrator]:
-    settings = Settings(
-        database_url=db_url,
-        transport_url=f"memory://{uuid.uuid4().hex}",
-        keys_dir=tmp_path / "keys",
-        state_dir=tmp_path,
-        poll_interval=0.05,
-        heartbeat_interval=0.5,
-    )
-    orchestrator = await build_orchestrator(
-        settings,
-        simulate_hosts=30,
+    async with embedded_orchestrator(
+        db_url,
+        tmp_path,
+        hosts=30,
         simulation={"packages": {"curl": "7.88"}, "broken_packages": ["broken"]},
-    )
-    await orchestrator.start()
-    try:
-        yield orchestrator
-    finally:
-        await orchestrator.stop()
+    ) as o:
+        yield o
 
 
 def sim_fleet(o: Orchestrator) -> Any:

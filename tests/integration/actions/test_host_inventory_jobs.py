@@ -6,7 +6,6 @@ soon as the hosts the inventory expects have answered."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,27 +14,16 @@ import pytest
 from mcoflow.actions import JobInputError, Jobs
 from mcoflow.config import Settings
 from mcoflow.engine import PlanResult
-from mcoflow.server import Orchestrator, build_orchestrator
+from mcoflow.server import Orchestrator
+from tests.embedded import embedded_orchestrator
 
 HOSTS = [f"sim-{n:05d}" for n in range(1, 31)]
 
 
 @pytest.fixture
 async def fleet(db_url: str, tmp_path: Path) -> AsyncIterator[Orchestrator]:
-    settings = Settings(
-        database_url=db_url,
-        transport_url=f"memory://{uuid.uuid4().hex}",
-        keys_dir=tmp_path / "keys",
-        state_dir=tmp_path,
-        poll_interval=0.05,
-        heartbeat_interval=0.5,
-    )
-    orchestrator = await build_orchestrator(settings, simulate_hosts=len(HOSTS))
-    await orchestrator.start()
-    try:
-        yield orchestrator
-    finally:
-        await orchestrator.stop()
+    async with embedded_orchestrator(db_url, tmp_path, hosts=len(HOSTS)) as o:
+        yield o
 
 
 async def test_a_filtered_discovery_leaves_the_other_hosts_known(fleet: Orchestrator) -> None:

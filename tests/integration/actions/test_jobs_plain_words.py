@@ -5,7 +5,6 @@ references in words, policy refusals, filter errors, and jobs that start later."
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,31 +13,19 @@ import pytest
 
 from mcoflow.actions import Discover, FleetJob, JobInputError, Jobs
 from mcoflow.agent.policy import Policy
-from mcoflow.config import Settings
 from mcoflow.engine import PlanFilter, PlanResult, PlanState, StepState
 from mcoflow.engine.display import step_titles, summary_text
 from mcoflow.engine.testing import assert_eventually
-from mcoflow.server import Orchestrator, build_orchestrator
+from mcoflow.server import Orchestrator
+from tests.embedded import embedded_orchestrator
 
 
 @pytest.fixture
 async def fleet(db_url: str, tmp_path: Path) -> AsyncIterator[Orchestrator]:
-    settings = Settings(
-        database_url=db_url,
-        transport_url=f"memory://{uuid.uuid4().hex}",
-        keys_dir=tmp_path / "keys",
-        state_dir=tmp_path,
-        poll_interval=0.05,
-        heartbeat_interval=0.5,
-    )
-    orchestrator = await build_orchestrator(
-        settings, simulate_hosts=4, simulation={"packages": {"curl": "7.88"}}
-    )
-    await orchestrator.start()
-    try:
-        yield orchestrator
-    finally:
-        await orchestrator.stop()
+    async with embedded_orchestrator(
+        db_url, tmp_path, hosts=4, simulation={"packages": {"curl": "7.88"}}
+    ) as o:
+        yield o
 
 
 def jobs(o: Orchestrator) -> Jobs:

@@ -1,0 +1,59 @@
+"""An orchestrator as `mcoflow serve` wires it (in-process broker, simulated hosts) on a
+test's database, for the tests that drive jobs through the actions or the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from mcoflow.config import Settings
+from mcoflow.server import Orchestrator, build_orchestrator
+
+MCOFLOW = Path(sys.executable).parent / "mcoflow"
+
+
+@asynccontextmanager
+async def embedded_orchestrator(
+    db_url: str, state_dir: Path, *, hosts: int, simulation: dict[str, Any] | None = None
+) -> AsyncIterator[Orchestrator]:
+    """Started on ``db_url`` with ``hosts`` simulated hosts (sim-00001…), fast polling."""
+    settings = Settings(
+        database_url=db_url,
+        transport_url=f"memory://{uuid.uuid4().hex}",
+        keys_dir=state_dir / "keys",
+        state_dir=state_dir,
+        poll_interval=0.05,
+        heartbeat_interval=0.5,
+    )
+    orchestrator = await build_orchestrator(
+        settings, simulate_hosts=hosts, simulation=simulation or {}
+    )
+    await orchestrator.start()
+    try:
+        yield orchestrator
+    finally:
+        await orchestrator.stop()
+
+
+async def plans_cli(db_url: str, cwd: Path, *args: str) -> tuple[int, str]:
+    """`mcoflow plans ARGS --db URL` as a real process: its exit code and output."""
+    proc = await asyncio.create_subprocess_exec(
+        str(MCOFLOW),
+        "plans",
+        *args,
+        "--db",
+        db_url,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(cwd)},
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace")
