@@ -114,5 +114,13 @@ def test_api_conforms_to_its_schema(case: Any) -> None:
     positive = case.meta is not None and case.meta.generation.mode is GenerationMode.POSITIVE
     if positive and response.status_code == 422:
         body = response.json()
-        assert body["field"] in {"hosts", "filter", "parameter", "batch_size", "max_failures"}
+        assert body["field"] in {
+            "hosts",
+            "filter",
+            "parameter",
+            "batch_size",
+            "max_failures",
+            "start_at",
+            "start_before",
+        }
         assert body["detail"].startswith(body["field"])
