@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import platform
 import statistics
 import sys
 import tempfile
@@ -144,6 +146,8 @@ async def main(hosts: int, url: str | None, runs: int) -> dict[str, Any]:
                     "before_page_hosts_s": await median(runs, lambda: before_page(world, pid)),
                 }
     return {
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
+        f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}",
         "hosts": hosts,
         "database": "postgresql" if url and url.startswith("postgresql") else "sqlite",
         "fleet_built_s": round(built, 1),
@@ -161,7 +165,13 @@ if __name__ == "__main__":
     options = parser.parse_args()
     result = asyncio.run(main(options.hosts, options.db, options.runs))
     if options.json:
-        sys.stdout.write(json.dumps(result) + "\n")
+        # one object per figure, as the other benchmarks print them
+        for key, value in result.items():
+            if key.endswith("_s"):
+                figure = {"benchmark": "fleet_pages", "metric": key, "value": value, "unit": "s",
+                          "n": options.runs, "cores": os.cpu_count(), "hosts": options.hosts,
+                          "summary": result["summary"]}  # fmt: skip
+                sys.stdout.write(json.dumps(figure) + "\n")
     else:
         for key, value in result.items():
             print(f"{key:>28}: {value}")

@@ -167,3 +167,12 @@ def test_cli_benchmark() -> None:
         found["mcoflow --help"] / 0.3, abs=1e-3
     )
     assert found["CLI overhead per job / aim 0.4 s"] == pytest.approx(overhead / 0.4, abs=1e-3)
+
+
+def test_fleet_pages_benchmark() -> None:
+    found = run_benchmark("fleet_pages.py", "--hosts", "200", "--runs", "1")
+    (summary,) = {f["summary"] for f in found}
+    assert summary.startswith("200 hosts: 198 succeeded, 2 failed"), summary
+    timed = values(found)
+    assert {"api_detail_s", "page_s", "before_api_detail_hosts_s", "fleet_built_s"} <= timed.keys()
+    assert all(value > 0 for value in timed.values()), timed
