@@ -37,9 +37,7 @@ class Plan:
 
     @property
     def duration(self) -> float | None:
-        if self.started_at is None:
-            return None
-        return (self.ended_at or self.started_at) - self.started_at
+        return run_duration(self.started_at, self.ended_at)
 
 
 @dataclass(frozen=True)
@@ -176,3 +174,10 @@ class StepOutcome:
     cancel_sub_plans: bool = False
     # an operator's cancel also stops children paused for the operator; a threshold does not
     cancel_paused_sub_plans: bool = False
+
+
+def run_duration(started_at: float | None, ended_at: float | None) -> float | None:
+    """None until it started, 0 while it has not ended (a plan, a fleet's host)."""
+    if started_at is None:
+        return None
+    return (ended_at or started_at) - started_at

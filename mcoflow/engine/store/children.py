@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 
 from mcoflow.engine.child_status import FAILED, ChildCounts, ChildStatus, status_of
+from mcoflow.engine.records import run_duration
 from mcoflow.engine.schema import plans, steps
 from mcoflow.engine.states import PlanResult, PlanState, StepState
 from mcoflow.engine.store.base import StoreBase, loads
@@ -37,10 +38,7 @@ class ChildRow:
 
     @property
     def duration(self) -> float | None:
-        """As ``Plan.duration``: None until it started, 0 while it has not ended."""
-        if self.started_at is None:
-            return None
-        return (self.ended_at or self.started_at) - self.started_at
+        return run_duration(self.started_at, self.ended_at)
 
 
 @dataclass(frozen=True)
