@@ -64,8 +64,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from mcoflow.actions import Install, Jobs
 from mcoflow.engine import Plan, PlanFilter, PlanResult, PlanState, World
 from mcoflow.engine.store import normalize_url
+from mcoflow.orchestrator import ensure_caller_key, ensure_host_key
 from mcoflow.runtime import tune_gc
-from mcoflow.server import ensure_caller_key, ensure_host_key
 from mcoflow.testing import LoggedProcess
 
 AMQP_URL = os.environ.get("MCOFLOW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -620,8 +620,8 @@ async def _run_amqp(args: argparse.Namespace, report: Report) -> None:
 
 @contextlib.asynccontextmanager
 async def embedded(url: str, tmp: Path, hosts: int) -> AsyncIterator[Any]:
-    from mcoflow.config import Settings
-    from mcoflow.server import build_orchestrator
+    from mcoflow.orchestrator import build_orchestrator
+    from mcoflow.settings import Settings
 
     settings = Settings(
         database_url=url,

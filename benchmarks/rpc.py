@@ -45,8 +45,8 @@ from typing import Any
 
 from machine import python_work_ms
 
-from mcoflow.agent.config import AgentConfig
 from mcoflow.agent.daemon import AgentDaemon
+from mcoflow.agent.settings import AgentSettings
 from mcoflow.rpc import (
     Filter,
     RpcClient,
@@ -85,11 +85,11 @@ def host_names(count: int) -> list[str]:
 
 def agent_config(
     url: str, keydir: Path, collective: str, count: int, reply_batch: int | None
-) -> AgentConfig:
+) -> AgentSettings:
     trusted = keydir / "trusted"
     trusted.mkdir(exist_ok=True)
     (trusted / "bench.pub").write_bytes((keydir / "bench.pub").read_bytes())
-    return AgentConfig(
+    return AgentSettings(
         simulate_hosts=count,
         simulate_pattern=HOST_PATTERN,
         collective=collective,
@@ -105,7 +105,7 @@ def agent_config(
 
 
 async def start_agent(
-    config: AgentConfig, transport: Transport | None = None
+    config: AgentSettings, transport: Transport | None = None
 ) -> tuple[AgentDaemon, float]:
     daemon = AgentDaemon(config, transport=transport)
     started = time.perf_counter()

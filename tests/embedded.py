@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from mcoflow.config import Settings
-from mcoflow.server import Orchestrator, build_orchestrator
+from mcoflow.orchestrator import Orchestrator, build_orchestrator
+from mcoflow.settings import Settings
 
 MCOFLOW = Path(sys.executable).parent / "mcoflow"
 

@@ -8,9 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
-from mcoflow.agent.config import AgentConfig, ConfigError, config_path_from_env
 from mcoflow.agent.daemon import run_agent
 from mcoflow.agent.refusals import serve_agent_metrics
+from mcoflow.agent.settings import AgentSettings, ConfigError, config_path_from_env
 from mcoflow.rpc.transport import TransportError
 from mcoflow.runtime import tune_gc
 
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        config = AgentConfig.load(args.config or config_path_from_env())
+        config = AgentSettings.load(args.config or config_path_from_env())
         if config.metrics_listen:
             serve_agent_metrics(config.metrics_listen)
         tune_gc()

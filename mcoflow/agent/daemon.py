@@ -16,11 +16,10 @@ import logging
 import signal
 from collections.abc import Sequence
 
-from mcoflow.agent.agents import Agent, HostContext, make_agents
-from mcoflow.agent.config import AgentConfig
 from mcoflow.agent.dispatcher import Dispatcher
 from mcoflow.agent.facts import Facts, builtin_facts, load_classes_file, load_facts_file
 from mcoflow.agent.journal import Journal
+from mcoflow.agent.plugins import Agent, HostContext, make_agents
 from mcoflow.agent.policy import Policy
 from mcoflow.agent.providers import (
     PackageChoice,
@@ -35,6 +34,7 @@ from mcoflow.agent.providers.apt import AptProvider
 from mcoflow.agent.providers.dnf import DnfProvider
 from mcoflow.agent.providers.systemd import SystemdProvider
 from mcoflow.agent.providers.sysv import SysVProvider
+from mcoflow.agent.settings import AgentSettings
 from mcoflow.rpc.security import ReplayGuard, Signer, Verifier
 from mcoflow.rpc.transport import Subscription, Transport
 from mcoflow.rpc.transports import transport_from_url
@@ -48,7 +48,7 @@ SUBSCRIBE_CONCURRENCY = 64
 class AgentDaemon:
     def __init__(
         self,
-        config: AgentConfig,
+        config: AgentSettings,
         *,
         transport: Transport | None = None,
         fleet: SimulatedFleet | None = None,
@@ -264,7 +264,7 @@ def _name(provider: PackageProvider | ServiceProvider | None) -> str:
 
 
 async def run_agent(
-    config: AgentConfig,
+    config: AgentSettings,
     *,
     transport: Transport | None = None,
     stop: asyncio.Event | None = None,

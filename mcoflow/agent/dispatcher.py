@@ -20,9 +20,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from mcoflow.agent.agents.base import ActionFailed, Agent, AgentAction, HostContext
 from mcoflow.agent.interface import InputError, MissingInput
 from mcoflow.agent.journal import EntryState, Journal, JournalEntry
+from mcoflow.agent.plugins.base import ActionFailed, Agent, AgentAction, HostContext
 from mcoflow.agent.policy import Policy
 from mcoflow.agent.providers.base import ProviderError
 from mcoflow.agent.refusals import RefusalLog

@@ -15,7 +15,7 @@ from mcoflow.cli.web import web_app
 if TYPE_CHECKING:  # the commands import what they use: `mcoflow --help` stays quick
     from rich.table import Table
 
-    from mcoflow.config import Settings
+    from mcoflow.settings import Settings
 
 app = typer.Typer(
     help="Durable workflows that run commands on a fleet of hosts.",
@@ -63,7 +63,7 @@ def clip(text: str, limit: int = 400) -> str:
 
 
 def cli_settings(**overrides: Any) -> Settings:
-    from mcoflow.config import SettingsError, load_settings
+    from mcoflow.settings import SettingsError, load_settings
 
     try:
         return load_settings(**overrides)

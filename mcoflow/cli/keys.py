@@ -14,7 +14,7 @@ from mcoflow.cli.app import (
 @keys_app.command("init")
 def keys_init() -> None:
     """Create the orchestrator's signing key. In keys_dir/orchestrator and callers/."""
-    from mcoflow.server import ensure_caller_key
+    from mcoflow.orchestrator import ensure_caller_key
 
     settings = cli_settings()
     key = ensure_caller_key(settings.keys_dir, settings.caller)
@@ -25,7 +25,7 @@ def keys_init() -> None:
 def keys_host(name: str) -> None:
     """Create a host key pair. The host gets host-keys/NAME.key, the orchestrator
     trusts hosts/NAME.pub."""
-    from mcoflow.server import ensure_host_key
+    from mcoflow.orchestrator import ensure_host_key
 
     settings = cli_settings()
     try:

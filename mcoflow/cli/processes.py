@@ -23,8 +23,8 @@ from mcoflow.cli.app import (
 from mcoflow.runtime import tune_gc
 
 if TYPE_CHECKING:
-    from mcoflow.config import Settings
     from mcoflow.engine import Executor
+    from mcoflow.settings import Settings
 
 # the exit status of `mcoflow executor` and `serve` when their executor stopped by itself
 # (declared dead after a stall longer than dead_after, or one of its loops failed): a
@@ -46,7 +46,7 @@ def executor(
     log_level: str = "info",
 ) -> None:
     """Run an executor until SIGTERM. It claims runnable steps and runs them."""
-    from mcoflow.server import build_orchestrator
+    from mcoflow.orchestrator import build_orchestrator
 
     settings = cli_settings(
         database_url=db,
@@ -119,8 +119,8 @@ def serve(
     """Run the orchestrator: executor and web console. With the embedded default also
     an agent for this machine, on ./mcoflow.db and the in-process broker unless
     configured."""
-    from mcoflow.server import build_orchestrator
-    from mcoflow.web.auth_config import WebConfigError, web_auth
+    from mcoflow.orchestrator import build_orchestrator
+    from mcoflow.web.auth_settings import WebConfigError, web_auth
     from mcoflow.web.server import WebServer, WebServerError
 
     settings = cli_settings(database_url=db, transport_url=transport, listen=listen)
@@ -182,7 +182,7 @@ def _simulation(settings: Settings, broken: list[str], delay: float | None) -> d
     from pydantic import ValidationError
 
     from mcoflow.agent.providers import SimulationSettings
-    from mcoflow.config import validation_problems
+    from mcoflow.settings import validation_problems
 
     values = dict(settings.simulation)
     if broken:
@@ -247,7 +247,7 @@ def db_upgrade(db: DbOption = None) -> None:
 @app.command("config")
 def show_config() -> None:
     """Show the effective settings and where they come from."""
-    from mcoflow.config import config_file
+    from mcoflow.settings import config_file
 
     settings = cli_settings()
     console.print(f"config file: {config_file() or '(none)'}")

@@ -11,7 +11,7 @@ web_app = typer.Typer(help="Users and API tokens of the web console.", no_args_i
 
 
 def _check_name(name: str) -> str:
-    from mcoflow.config import WEB_NAME
+    from mcoflow.settings import WEB_NAME
 
     if WEB_NAME.fullmatch(name) is None:
         raise typer.BadParameter("letters, digits and _ . @ - (at most 64), not starting with .@-")

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from mcoflow.actions import Jobs
-from mcoflow.config import Settings
+from mcoflow.settings import Settings
 from mcoflow.web.app import create_app
 from mcoflow.web.auth import AuthSettings
-from mcoflow.web.auth_config import parse_listen, web_auth
+from mcoflow.web.auth_settings import parse_listen, web_auth
 from mcoflow.web.ports import JobsPort
 
 if TYPE_CHECKING:
-    from mcoflow.server import Orchestrator
+    from mcoflow.orchestrator import Orchestrator
 
 log = logging.getLogger("mcoflow.web")
 # Open live-update streams end within sse_interval once stopping; this bounds the wait.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mcoflow.config import SettingsError, load_settings
+from mcoflow.settings import SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)

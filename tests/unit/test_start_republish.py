@@ -9,10 +9,10 @@ from pathlib import Path
 
 from mcoflow.actions import Install
 from mcoflow.agent.journal import EntryState, Journal
-from mcoflow.config import Settings
 from mcoflow.engine import PlanResult, StepState
 from mcoflow.engine.testing import assert_eventually
-from mcoflow.server import build_orchestrator
+from mcoflow.orchestrator import build_orchestrator
+from mcoflow.settings import Settings
 
 HOST = "sim-00001"
 

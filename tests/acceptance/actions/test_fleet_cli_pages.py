@@ -14,7 +14,7 @@ import pytest
 
 from mcoflow.actions import Jobs
 from mcoflow.engine import PlanState
-from mcoflow.server import Orchestrator
+from mcoflow.orchestrator import Orchestrator
 from tests.embedded import embedded_orchestrator
 from tests.embedded import plans_cli as cli
 

@@ -12,7 +12,7 @@ import pytest
 from mcoflow.actions import Install, InstallAndRestart, JobInputError, Jobs, host_results
 from mcoflow.engine import PlanResult, PlanState, StepState
 from mcoflow.engine.testing import assert_eventually
-from mcoflow.server import Orchestrator
+from mcoflow.orchestrator import Orchestrator
 from tests.embedded import embedded_orchestrator
 
 

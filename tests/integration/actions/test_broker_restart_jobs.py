@@ -14,13 +14,13 @@ import aio_pika
 import pytest
 
 from mcoflow.actions import Install
-from mcoflow.agent.config import AgentConfig
 from mcoflow.agent.daemon import AgentDaemon
-from mcoflow.config import Settings
+from mcoflow.agent.settings import AgentSettings
 from mcoflow.engine import PlanResult
 from mcoflow.engine.testing import assert_eventually
+from mcoflow.orchestrator import SIMULATED_KEY, Orchestrator, build_orchestrator, ensure_host_key
 from mcoflow.rpc.transports.amqp import host_queue_name
-from mcoflow.server import SIMULATED_KEY, Orchestrator, build_orchestrator, ensure_host_key
+from mcoflow.settings import Settings
 from tests.rpc_fixtures import queue_depth, rabbitmqctl, require_broker_restarts, wait_for_depth
 
 pytestmark = pytest.mark.rabbitmq
@@ -37,7 +37,7 @@ class Site:
     def agent(self) -> AgentDaemon:
         keys = self.settings.keys_dir
         return AgentDaemon(
-            AgentConfig(
+            AgentSettings(
                 simulate_hosts=len(HOSTS),
                 collective=self.settings.collective,
                 broker_url=self.url,

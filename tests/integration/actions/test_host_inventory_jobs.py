@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from mcoflow.actions import JobInputError, Jobs
-from mcoflow.config import Settings
 from mcoflow.engine import PlanResult
-from mcoflow.server import Orchestrator
+from mcoflow.orchestrator import Orchestrator
+from mcoflow.settings import Settings
 from tests.embedded import embedded_orchestrator
 
 HOSTS = [f"sim-{n:05d}" for n in range(1, 31)]

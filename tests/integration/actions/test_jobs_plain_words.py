@@ -16,7 +16,7 @@ from mcoflow.agent.policy import Policy
 from mcoflow.engine import PlanFilter, PlanResult, PlanState, StepState
 from mcoflow.engine.display import step_titles, summary_text
 from mcoflow.engine.testing import assert_eventually
-from mcoflow.server import Orchestrator
+from mcoflow.orchestrator import Orchestrator
 from tests.embedded import embedded_orchestrator
 
 

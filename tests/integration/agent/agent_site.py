@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from mcoflow.agent.config import AgentConfig
 from mcoflow.agent.daemon import AgentDaemon
 from mcoflow.agent.providers import SimulatedFleet
+from mcoflow.agent.settings import AgentSettings
 from mcoflow.rpc.client import RpcClient
 from mcoflow.rpc.security import Signer, Verifier, generate_keypair, load_public_key
 from mcoflow.rpc.transports import transport_from_url
@@ -111,7 +111,7 @@ class Site:
             "fanout_name": f"fanout-{uuid.uuid4().hex[:8]}",
         }
         values.update(settings)
-        config = AgentConfig(**values)
+        config = AgentSettings(**values)
         daemon = AgentDaemon(config, fleet=SimulatedFleet(config.simulation))
         await daemon.start()
         self.daemons.append(daemon)

@@ -12,8 +12,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from web_client import Web
 
-from mcoflow.agent.agents.base import HostContext
 from mcoflow.agent.dispatcher import Dispatcher
+from mcoflow.agent.plugins.base import HostContext
 from mcoflow.agent.refusals import serve_agent_metrics
 from mcoflow.rpc.security import Signer, Verifier, generate_keypair
 

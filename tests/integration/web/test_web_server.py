@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from mcoflow.actions import Jobs
-from mcoflow.config import Settings
 from mcoflow.engine import PlanState
 from mcoflow.engine.testing import assert_eventually
-from mcoflow.server import Orchestrator, build_orchestrator
+from mcoflow.orchestrator import Orchestrator, build_orchestrator
+from mcoflow.settings import Settings
 from mcoflow.web.server import SHUTDOWN_SECONDS, WebServer, WebServerError
 
 

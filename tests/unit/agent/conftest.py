@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from mcoflow.agent.config import AgentConfig
 from mcoflow.agent.daemon import AgentDaemon
 from mcoflow.agent.providers import SimulatedFleet, SimulationSettings
+from mcoflow.agent.settings import AgentSettings
 from mcoflow.rpc.envelope import open_replies, seal
 from mcoflow.rpc.filters import Filter
 from mcoflow.rpc.messages import Reply, Request, build_request
@@ -164,7 +164,7 @@ async def harness_factory(keys: Keys, tmp_path: Path) -> AsyncIterator[HarnessFa
             "classes": ["webserver"],
         }
         values.update(settings)
-        config = AgentConfig(**values)
+        config = AgentSettings(**values)
         fleet = SimulatedFleet(simulation or SimulationSettings())
         transport = MemoryTransport(broker)
         await transport.connect()

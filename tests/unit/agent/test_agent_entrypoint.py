@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from mcoflow.agent.__main__ import main
-from mcoflow.agent.config import AgentConfig
 from mcoflow.agent.daemon import run_agent
+from mcoflow.agent.settings import AgentSettings
 from mcoflow.rpc.client import RpcClient
 from mcoflow.rpc.filters import Filter
 from mcoflow.rpc.transports.memory import MemoryBroker, MemoryTransport
@@ -23,8 +23,8 @@ Eventually = Callable[..., Awaitable[None]]
 REPO = Path(__file__).resolve().parents[3]
 
 
-def _config(keys: Any, tmp_path: Path, **extra: Any) -> AgentConfig:
-    return AgentConfig(
+def _config(keys: Any, tmp_path: Path, **extra: Any) -> AgentSettings:
+    return AgentSettings(
         identity="solo",
         key_file=keys.folder / "host.key",
         trusted_keys=keys.trusted,

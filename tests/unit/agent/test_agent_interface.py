@@ -4,7 +4,6 @@ import math
 
 import pytest
 
-from mcoflow.agent.agents import PackageAgent, RpcUtilAgent, ServiceAgent
 from mcoflow.agent.interface import (
     ActionInterface,
     FieldType,
@@ -13,6 +12,7 @@ from mcoflow.agent.interface import (
     MissingInput,
     OutputSpec,
 )
+from mcoflow.agent.plugins import PackageAgent, RpcUtilAgent, ServiceAgent
 
 IFACE = ActionInterface(
     "demo",

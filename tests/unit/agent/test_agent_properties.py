@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcoflow.agent.agents import HostContext, make_agents
 from mcoflow.agent.dispatcher import Dispatcher
+from mcoflow.agent.plugins import HostContext, make_agents
 from mcoflow.agent.providers import SimulatedFleet
 from mcoflow.rpc.envelope import seal
 from mcoflow.rpc.messages import Reply, StatusCode, build_request, parse_reply

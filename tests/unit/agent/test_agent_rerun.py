@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from mcoflow.agent.agents import AGENT_CLASSES, Agent, AgentAction, HostContext
 from mcoflow.agent.dispatcher import Dispatcher
 from mcoflow.agent.interface import ActionInterface
 from mcoflow.agent.journal import EntryState, Journal
+from mcoflow.agent.plugins import AGENT_CLASSES, Agent, AgentAction, HostContext
 from mcoflow.rpc.envelope import open_replies
 from mcoflow.rpc.messages import Reply, StatusCode
 from mcoflow.rpc.security import Verifier

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from mcoflow.agent.command import run_command
-from mcoflow.agent.config import AgentConfig, ConfigError
 from mcoflow.agent.facts import (
     FactsError,
     builtin_facts,
@@ -18,6 +17,7 @@ from mcoflow.agent.facts import (
     os_family,
     parse_os_release,
 )
+from mcoflow.agent.settings import AgentSettings, ConfigError
 
 
 async def test_command_captures_output_with_a_small_environment() -> None:
@@ -92,7 +92,7 @@ def test_config_file_with_relative_paths_and_env_override(
         "agents: [package]\nfacts: {role: web}\n"
     )
     monkeypatch.setenv("MCOFLOW_AGENT_COLLECTIVE", "prod")
-    config = AgentConfig.load(path)
+    config = AgentSettings.load(path)
     assert config.key_file == tmp_path / "keys" / "web1.key"
     assert config.trusted_keys == tmp_path / "trusted"
     assert config.collective == "prod"
@@ -105,13 +105,13 @@ def test_simulation_stats_file_is_relative_to_the_config_file(tmp_path: Path) ->
         "simulate_hosts: 2\nkey_file: k\ntrusted_keys: t\n"
         "simulation: {stats_file: out/calls.json, stats_interval: 0.5, delay: 0.1}\n"
     )
-    simulation = AgentConfig.load(path).simulation
+    simulation = AgentSettings.load(path).simulation
     assert simulation.stats_file == tmp_path / "out" / "calls.json"
     assert (simulation.stats_interval, simulation.delay) == (0.5, 0.1)
 
 
 def test_simulated_hosts_config(tmp_path: Path) -> None:
-    config = AgentConfig(key_file=tmp_path / "k", trusted_keys=tmp_path, simulate_hosts=3)
+    config = AgentSettings(key_file=tmp_path / "k", trusted_keys=tmp_path, simulate_hosts=3)
     assert config.host_identities() == ("sim-00001", "sim-00002", "sim-00003")
     assert config.package_provider.value == "simulated"
 
@@ -131,4 +131,4 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "agent.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError):
-        AgentConfig.load(path)
+        AgentSettings.load(path)

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from mcoflow.cli import app
-from mcoflow.config import Settings, SettingsError, load_settings
+from mcoflow.settings import Settings, SettingsError, load_settings
 from mcoflow.web.auth import hash_password, hash_token, token_owner, verify_password
-from mcoflow.web.auth_config import (
+from mcoflow.web.auth_settings import (
     WebConfigError,
     parse_listen,
     persisted_secret,

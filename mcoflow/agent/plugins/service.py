@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mcoflow.agent.agents.base import ActionFailed, Agent, AgentAction, HostContext, text_input
 from mcoflow.agent.interface import ActionInterface, FieldType, InputSpec, OutputSpec
+from mcoflow.agent.plugins.base import ActionFailed, Agent, AgentAction, HostContext, text_input
 from mcoflow.agent.providers.base import (
     MAX_NAME_LENGTH,
     SERVICE_NAME,

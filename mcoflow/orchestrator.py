@@ -18,14 +18,14 @@ from typing import Any
 
 from mcoflow.actions.bridge import LostRequests, ReplyRouter, RpcPublisher
 from mcoflow.actions.inventory import use_inventory
-from mcoflow.config import Settings
 from mcoflow.engine import Executor, Store, World
 from mcoflow.rpc.client import RpcClient
 from mcoflow.rpc.security import Signer, Verifier, generate_keypair
 from mcoflow.rpc.transport import Transport
 from mcoflow.rpc.transports import transport_from_url
+from mcoflow.settings import Settings
 
-log = logging.getLogger("mcoflow.server")
+log = logging.getLogger("mcoflow.orchestrator")
 
 SIMULATED_KEY = "simulated"
 
@@ -142,8 +142,8 @@ async def build_orchestrator(
     router.on_delivered = executor.wake_steps
     agents = []
     if local_agent or simulate_hosts:
-        from mcoflow.agent.config import AgentConfig
         from mcoflow.agent.daemon import AgentDaemon
+        from mcoflow.agent.settings import AgentSettings
 
         common: dict[str, Any] = {
             "collective": settings.collective,
@@ -154,7 +154,7 @@ async def build_orchestrator(
             host = socket.gethostname()
             agents.append(
                 AgentDaemon(
-                    AgentConfig(
+                    AgentSettings(
                         identity=host,
                         key_file=keys / "host-keys" / f"{host}.key",
                         journal_file=settings.state_dir / "agent-journal.sqlite",
@@ -166,7 +166,7 @@ async def build_orchestrator(
         if simulate_hosts:
             agents.append(
                 AgentDaemon(
-                    AgentConfig(
+                    AgentSettings(
                         simulate_hosts=simulate_hosts,
                         key_file=keys / "host-keys" / "simulated.key",
                         journal_file=settings.state_dir / "simulated-journal.sqlite",

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mcoflow.agent.agents.base import (
+from mcoflow.agent.interface import ActionInterface, FieldType, InputSpec, OutputSpec
+from mcoflow.agent.plugins.base import (
     ActionFailed,
     Agent,
     AgentAction,
@@ -19,7 +20,6 @@ from mcoflow.agent.agents.base import (
     optional_text,
     text_input,
 )
-from mcoflow.agent.interface import ActionInterface, FieldType, InputSpec, OutputSpec
 from mcoflow.agent.providers.base import (
     MAX_NAME_LENGTH,
     PACKAGE_NAME,

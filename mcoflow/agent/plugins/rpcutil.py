@@ -6,9 +6,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from mcoflow.agent.agents.base import Agent, AgentAction, HostContext, text_input
 from mcoflow.agent.facts import mcoflow_version
 from mcoflow.agent.interface import ActionInterface, FieldType, InputSpec, OutputSpec
+from mcoflow.agent.plugins.base import Agent, AgentAction, HostContext, text_input
 
 FACT_INPUT = InputSpec("fact", pattern=r"[A-Za-z0-9_][A-Za-z0-9_.:-]*", max_length=255)
 

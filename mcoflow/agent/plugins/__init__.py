@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from mcoflow.agent.agents.base import ActionFailed, Agent, AgentAction, HostContext
-from mcoflow.agent.agents.package import PackageAgent
-from mcoflow.agent.agents.rpcutil import RpcUtilAgent
-from mcoflow.agent.agents.service import ServiceAgent
+from mcoflow.agent.plugins.base import ActionFailed, Agent, AgentAction, HostContext
+from mcoflow.agent.plugins.package import PackageAgent
+from mcoflow.agent.plugins.rpcutil import RpcUtilAgent
+from mcoflow.agent.plugins.service import ServiceAgent
 
 __all__ = [
     "AGENT_CLASSES",

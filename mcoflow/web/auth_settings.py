@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from mcoflow.config import Settings
+from mcoflow.settings import Settings
 from mcoflow.web.auth import AuthSettings
 
 SECRET_FILE = "web-secret"

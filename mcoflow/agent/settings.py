@@ -72,7 +72,7 @@ _REAL_PACKAGES = frozenset(
 _REAL_SERVICES = frozenset({ServiceChoice.AUTO, ServiceChoice.SYSTEMD, ServiceChoice.SYSV})
 
 
-class AgentConfig(BaseSettings):
+class AgentSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MCOFLOW_AGENT_", frozen=True, extra="forbid")
 
     identity: str = Field(default_factory=socket.gethostname)
@@ -133,7 +133,7 @@ class AgentConfig(BaseSettings):
         return values
 
     @model_validator(mode="after")
-    def _check(self) -> AgentConfig:
+    def _check(self) -> AgentSettings:
         names = self.host_identities()
         if len(set(names)) != len(names):
             raise ValueError("identities must be unique")
@@ -162,7 +162,7 @@ class AgentConfig(BaseSettings):
         return self.identities or (self.identity,)
 
     @classmethod
-    def load(cls, path: Path | None = None) -> AgentConfig:
+    def load(cls, path: Path | None = None) -> AgentSettings:
         """Read the YAML file (if any); MCOFLOW_AGENT_* variables override its values."""
         values: dict[str, Any] = {}
         if path is not None:
