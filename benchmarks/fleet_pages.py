@@ -29,7 +29,7 @@ from mcoflow.engine import Action, Event, PlanState, SubPlan, WithSubPlans, Worl
 from mcoflow.engine.child_status import ChildCounts, child_status
 from mcoflow.engine.records import Plan
 from mcoflow.engine.states import PlanResult, StepState
-from mcoflow.engine.testing import engine_harness
+from mcoflow.testing import engine_harness
 from mcoflow.web import AuthSettings, create_app
 from mcoflow.web.schemas import HostResultOut
 

@@ -77,7 +77,7 @@ def pg_url(pg_server: str) -> Iterator[str]:
 
 @pytest.fixture
 async def harness(db_url: str) -> AsyncIterator[object]:
-    from mcoflow.engine.testing import engine_harness
+    from mcoflow.testing import engine_harness
 
     async with engine_harness(db_url) as h:
         yield h

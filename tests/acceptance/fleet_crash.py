@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mcoflow.actions import host_results
 from mcoflow.engine import PlanResult, PlanState, World
-from mcoflow.engine.testing import assert_eventually
+from mcoflow.testing import assert_eventually
 
 
 @dataclass(frozen=True)

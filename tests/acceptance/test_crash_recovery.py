@@ -26,9 +26,8 @@ from pathlib import Path
 import pytest
 
 from mcoflow.engine import World
-from mcoflow.engine.testing import assert_eventually
 from mcoflow.rpc.transports import transport_from_url
-from mcoflow.testing import LoggedProcess
+from mcoflow.testing import LoggedProcess, assert_eventually
 from tests.acceptance.actions.test_operator_jobs_e2e import MCOFLOW, SimAgent, plan_id_of
 from tests.acceptance.fleet_crash import (
     assert_installed_once,

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mcoflow.engine import PlanFilter, PlanResult, PlanState, Step, StepState, World
-from mcoflow.engine.testing import assert_eventually
+from mcoflow.testing import assert_eventually
 from tests.acceptance import crash_actions as C
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,8 +12,7 @@ import pytest
 
 from mcoflow.cli.processes import EXIT_EXECUTOR_FAILED
 from mcoflow.engine import Store
-from mcoflow.engine.testing import assert_eventually
-from mcoflow.testing import LoggedProcess
+from mcoflow.testing import LoggedProcess, assert_eventually
 
 MCOFLOW = Path(sys.executable).with_name("mcoflow")
 FAST_HEARTBEAT = {"MCOFLOW_HEARTBEAT_INTERVAL": "0.2", "MCOFLOW_DEAD_AFTER": "60"}

@@ -10,9 +10,9 @@ from pathlib import Path
 from mcoflow.actions import Install
 from mcoflow.agent.journal import EntryState, Journal
 from mcoflow.engine import PlanResult, StepState
-from mcoflow.engine.testing import assert_eventually
 from mcoflow.orchestrator import build_orchestrator
 from mcoflow.settings import Settings
+from mcoflow.testing import assert_eventually
 
 HOST = "sim-00001"
 

@@ -37,8 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from mcoflow.actions import FleetJob, Jobs, host_results
 from mcoflow.agent.providers.simulated import read_stats
 from mcoflow.engine import PlanResult, PlanState, StepState, World
-from mcoflow.engine.testing import assert_eventually
-from mcoflow.testing import LoggedProcess
+from mcoflow.testing import LoggedProcess, assert_eventually
 from tests.conftest import fresh_pg_database
 from tests.rpc_fixtures import require_amqp
 

@@ -11,8 +11,8 @@ import pytest
 
 from mcoflow.actions import Install, InstallAndRestart, JobInputError, Jobs, host_results
 from mcoflow.engine import PlanResult, PlanState, StepState
-from mcoflow.engine.testing import assert_eventually
 from mcoflow.orchestrator import Orchestrator
+from mcoflow.testing import assert_eventually
 from tests.embedded import embedded_orchestrator
 
 

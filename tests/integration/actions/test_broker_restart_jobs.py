@@ -17,10 +17,10 @@ from mcoflow.actions import Install
 from mcoflow.agent.daemon import AgentDaemon
 from mcoflow.agent.settings import AgentSettings
 from mcoflow.engine import PlanResult
-from mcoflow.engine.testing import assert_eventually
 from mcoflow.orchestrator import SIMULATED_KEY, Orchestrator, build_orchestrator, ensure_host_key
 from mcoflow.rpc.transports.amqp import host_queue_name
 from mcoflow.settings import Settings
+from mcoflow.testing import assert_eventually
 from tests.rpc_fixtures import queue_depth, rabbitmqctl, require_broker_restarts, wait_for_depth
 
 pytestmark = pytest.mark.rabbitmq

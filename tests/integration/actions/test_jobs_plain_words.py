@@ -15,8 +15,8 @@ from mcoflow.actions import Discover, FleetJob, JobInputError, Jobs
 from mcoflow.agent.policy import Policy
 from mcoflow.engine import PlanFilter, PlanResult, PlanState, StepState
 from mcoflow.engine.display import step_titles, summary_text
-from mcoflow.engine.testing import assert_eventually
 from mcoflow.orchestrator import Orchestrator
+from mcoflow.testing import assert_eventually
 from tests.embedded import embedded_orchestrator
 
 

@@ -9,7 +9,7 @@ import engine_actions as A
 import pytest
 
 from mcoflow.engine.child_status import FAILED, ChildCounts, ChildStatus, child_status
-from mcoflow.engine.testing import EngineHarness
+from mcoflow.testing import EngineHarness
 
 HOSTS = [f"host-{i:05d}" for i in range(2500)]
 BROKEN = set(HOSTS[7::50])  # 50 failing hosts spread over the list

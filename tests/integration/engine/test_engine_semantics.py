@@ -19,7 +19,7 @@ from mcoflow.engine import (
     StepState,
     World,
 )
-from mcoflow.engine.testing import EngineHarness, assert_eventually, engine_harness
+from mcoflow.testing import EngineHarness, assert_eventually, engine_harness
 
 
 @pytest.fixture(autouse=True)

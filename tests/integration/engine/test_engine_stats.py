@@ -5,7 +5,7 @@ from __future__ import annotations
 import engine_actions as A
 
 from mcoflow.engine import PlanResult, PlanState, StepState
-from mcoflow.engine.testing import EngineHarness, assert_eventually
+from mcoflow.testing import EngineHarness, assert_eventually
 
 
 async def test_totals_follow_what_plans_did(harness: EngineHarness) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 from mcoflow.engine import PlanResult, PlanState, StepState, World
 from mcoflow.engine.records import StepOutcome
 from mcoflow.engine.store import Store
-from mcoflow.engine.testing import MemoryPublisher, assert_eventually, engine_harness
+from mcoflow.testing import MemoryPublisher, assert_eventually, engine_harness
 
 
 class RefusingStore:

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from mcoflow.engine import Action, Event, PlanResult, PlanState, StepState, World
 from mcoflow.engine.child_status import ChildCounts
-from mcoflow.engine.testing import EngineHarness, assert_eventually
+from mcoflow.testing import EngineHarness, assert_eventually
 
 
 @pytest.fixture(autouse=True)

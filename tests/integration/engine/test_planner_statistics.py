@@ -13,7 +13,7 @@ from sqlalchemy import text
 from mcoflow.engine import World
 from mcoflow.engine.store import Store
 from mcoflow.engine.store.maintenance import LOCK_KEY, MIN_CHANGED
-from mcoflow.engine.testing import assert_eventually
+from mcoflow.testing import assert_eventually
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from mcoflow.engine.testing import assert_eventually
 from mcoflow.rpc.transports.amqp import AmqpTransport, host_queue_name
+from mcoflow.testing import assert_eventually
 from tests.rpc_fixtures import require_amqp, wait_for_depth
 
 pytestmark = pytest.mark.rabbitmq

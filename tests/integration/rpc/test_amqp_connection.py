@@ -10,8 +10,8 @@ import aio_pika
 import aiormq.abc
 import pytest
 
-from mcoflow.engine.testing import assert_eventually
 from mcoflow.rpc.transports.amqp_connection import McoflowConnection, consume
+from mcoflow.testing import assert_eventually
 from tests.rpc_fixtures import require_amqp
 
 pytestmark = pytest.mark.rabbitmq

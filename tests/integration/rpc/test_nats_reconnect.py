@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from mcoflow.engine.testing import assert_eventually
 from mcoflow.rpc.transports.nats import NatsTransport
+from mcoflow.testing import assert_eventually
 from tests.rpc_fixtures import require_nats
 
 pytestmark = pytest.mark.nats

@@ -8,7 +8,7 @@ from web_client import Web
 
 from mcoflow.engine import PlanState
 from mcoflow.engine.store import HostInventory, HostSighting
-from mcoflow.engine.testing import assert_eventually
+from mcoflow.testing import assert_eventually
 
 KINDS = [
     ("install", "nginx,curl"),

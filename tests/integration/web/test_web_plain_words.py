@@ -10,7 +10,7 @@ import pytest
 from web_client import Web
 
 from mcoflow.engine import PlanResult, PlanState
-from mcoflow.engine.testing import assert_eventually
+from mcoflow.testing import assert_eventually
 
 
 async def _post(web: Web, data: dict[str, str]) -> object:

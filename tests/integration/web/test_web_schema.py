@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from web_fakes import DELAY, FakeJobs
 
 from mcoflow.engine import World
-from mcoflow.engine.testing import engine_harness
+from mcoflow.testing import engine_harness
 from mcoflow.web import AuthSettings, create_app, hash_token
 
 TOKEN = "schemathesis-token"

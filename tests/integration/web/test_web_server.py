@@ -12,9 +12,9 @@ import pytest
 
 from mcoflow.actions import Jobs
 from mcoflow.engine import PlanState
-from mcoflow.engine.testing import assert_eventually
 from mcoflow.orchestrator import Orchestrator, build_orchestrator
 from mcoflow.settings import Settings
+from mcoflow.testing import assert_eventually
 from mcoflow.web.server import SHUTDOWN_SECONDS, WebServer, WebServerError
 
 

@@ -11,7 +11,7 @@ import httpx
 from web_fakes import DELAY, FakeJobs
 
 from mcoflow.engine import World
-from mcoflow.engine.testing import engine_harness
+from mcoflow.testing import engine_harness
 from mcoflow.web import AuthSettings, create_app
 
 PASSWORD = "correct horse battery staple"

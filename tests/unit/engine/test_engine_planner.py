@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mcoflow.engine import Action, Event, InputError, PlanResult, PlanState, StepState
 from mcoflow.engine.flow import flow_steps
 from mcoflow.engine.planner import NewPlan, Planner
-from mcoflow.engine.testing import EngineHarness
+from mcoflow.testing import EngineHarness
 
 # ---- actions ---------------------------------------------------------------------------
 

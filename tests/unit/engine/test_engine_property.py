@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mcoflow.engine import Action, Event, PlannedAction, PlanResult, PlanState, StepState
-from mcoflow.engine.testing import EngineHarness
+from mcoflow.testing import EngineHarness
 
 # process-wide: the executor runs in this process, so these see every run
 CLOCK = itertools.count(1)

@@ -1,4 +1,4 @@
-"""mcoflow.engine.testing: assert_eventually, and the harness it ships with."""
+"""mcoflow.testing: assert_eventually, and the harness it ships with."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mcoflow.engine import Action, Event, PlanResult, PlanState
-from mcoflow.engine.testing import MemoryPublisher, assert_eventually, engine_harness
+from mcoflow.testing import MemoryPublisher, assert_eventually, engine_harness
 
 
 class Counter:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from mcoflow.engine.testing import assert_eventually
 from mcoflow.rpc.transports.amqp_writes import CoalescingWriter
+from mcoflow.testing import assert_eventually
 
 
 class RecordingWriter:

@@ -1,44 +1,21 @@
-"""Helpers for testing actions and plans: an engine on a temporary database, run to
-completion, and ``assert_eventually`` instead of sleeps."""
+"""An engine on a temporary database for tests of actions and plans, run to completion."""
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from mcoflow.engine.action import Action
 from mcoflow.engine.records import Plan
 from mcoflow.engine.world import World
 
-T = TypeVar("T")
-
-
-async def assert_eventually(
-    check: Callable[[], Awaitable[T] | T], *, timeout: float = 10.0, interval: float = 0.02
-) -> T:
-    """Call ``check`` until it returns without AssertionError (and a truthy value)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
-                result = await result
-            assert result is None or result, f"{check!r} returned {result!r}"
-            return result
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(interval)
-
 
 class MemoryPublisher:
-    """An outbox publisher that keeps what it was given (a product feature too: the
-    embedded default uses an in-process one)."""
+    """An outbox publisher for tests: it keeps what it was given instead of sending it,
+    and ``fail_next`` makes that many publishes fail as a broker that is away would."""
 
     def __init__(self) -> None:
         self.published: list[tuple[str, dict[str, Any]]] = []

@@ -1,5 +1,4 @@
-"""Helpers for tests and benchmarks that run mcoflow's own commands as real processes
-(the engine's in-process helpers are in ``mcoflow.engine.testing``)."""
+"""Running mcoflow's own commands as real processes, for tests and benchmarks."""
 
 from __future__ import annotations
 
