@@ -49,7 +49,6 @@ from mcoflow.agent.daemon import AgentDaemon
 from mcoflow.agent.settings import AgentSettings
 from mcoflow.rpc import (
     Filter,
-    RpcClient,
     Signer,
     StatusCode,
     Transport,
@@ -63,6 +62,7 @@ from mcoflow.rpc import (
     transport_from_url,
 )
 from mcoflow.runtime import tune_gc
+from mcoflow.testing.rpc import DirectClient
 
 DEFAULT_URLS = {
     "memory": "memory://bench",
@@ -384,7 +384,7 @@ async def mcoflow_figures(
     collective = f"bench{uuid.uuid4().hex[:8]}"
     transport = transport_from_url(url)
     await transport.connect()
-    client = RpcClient(
+    client = DirectClient(
         transport,
         Signer.from_file(keydir / "bench.key"),
         collective=collective,

@@ -30,31 +30,28 @@ log = logging.getLogger("mcoflow.orchestrator")
 SIMULATED_KEY = "simulated"
 
 
-def ensure_caller_key(keys_dir: Path, caller: str) -> Path:
-    """The orchestrator's signing key, created on first use; its public half is
-    copied to callers/ for agents to trust."""
-    key = keys_dir / "orchestrator" / f"{caller}.key"
+def _key_pair(keys_dir: Path, private_dir: str, public_dir: str, name: str) -> Path:
+    """``private_dir/<name>.key``, created on first use, with its public half copied to
+    ``public_dir/<name>.pub`` where the other side reads it."""
+    key = keys_dir / private_dir / f"{name}.key"
     if not key.exists():
-        generate_keypair(key.parent, caller)
-    callers = keys_dir / "callers"
-    callers.mkdir(parents=True, exist_ok=True)
-    pub = callers / f"{caller}.pub"
+        generate_keypair(key.parent, name)
+    public = keys_dir / public_dir
+    public.mkdir(parents=True, exist_ok=True)
+    pub = public / f"{name}.pub"
     if not pub.exists():
         shutil.copyfile(key.with_suffix(".pub"), pub)
     return key
+
+
+def ensure_caller_key(keys_dir: Path, caller: str) -> Path:
+    """The orchestrator's signing key; agents trust callers/<caller>.pub."""
+    return _key_pair(keys_dir, "orchestrator", "callers", caller)
 
 
 def ensure_host_key(keys_dir: Path, name: str) -> Path:
     """A host key pair for an agent; the orchestrator trusts hosts/<name>.pub."""
-    key = keys_dir / "host-keys" / f"{name}.key"
-    if not key.exists():
-        generate_keypair(key.parent, name)
-    hosts = keys_dir / "hosts"
-    hosts.mkdir(parents=True, exist_ok=True)
-    pub = hosts / f"{name}.pub"
-    if not pub.exists():
-        shutil.copyfile(key.with_suffix(".pub"), pub)
-    return key
+    return _key_pair(keys_dir, "host-keys", "hosts", name)
 
 
 @dataclass

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import gc
 
-# CPython's default collects the youngest generation every 700 allocations. A busy
-# executor or agent allocates many short-lived objects per message while it keeps tens
-# of thousands of long-lived ones (suspended steps' futures, tasks, caches), so with the
-# default it spent about an eighth of its CPU in collections, most of them full ones
-# over the same long-lived objects (benchmarks/fleet.py (b) on 10,000 hosts: 4.7 s of
-# 35 s in the executor, 2 s per agent). Reference cycles are still collected, less often.
+# A busy executor or agent allocates many short-lived objects per message beside tens of
+# thousands of long-lived ones, so CPython's default (every 700 allocations) spends much
+# of its CPU collecting the same long-lived objects (docs/performance.md); cycles are
+# still collected, less often.
 GC_THRESHOLDS = (10_000, 20, 50)
 
 

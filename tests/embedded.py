@@ -17,21 +17,26 @@ from mcoflow.settings import Settings
 MCOFLOW = Path(sys.executable).parent / "mcoflow"
 
 
+def orchestrator_settings(db_url: str, state_dir: Path, **values: Any) -> Settings:
+    """A test's orchestrator settings: its database, its state and keys under
+    ``state_dir``, an in-process broker of its own (unless ``values`` name another
+    ``transport_url``) and fast polling; ``values`` set any other field."""
+    defaults: dict[str, Any] = {
+        "transport_url": f"memory://{uuid.uuid4().hex}",
+        "keys_dir": state_dir / "keys",
+        "poll_interval": 0.05,
+        "heartbeat_interval": 0.5,
+    }
+    return Settings(database_url=db_url, state_dir=state_dir, **(defaults | values))
+
+
 @asynccontextmanager
 async def embedded_orchestrator(
     db_url: str, state_dir: Path, *, hosts: int, simulation: dict[str, Any] | None = None
 ) -> AsyncIterator[Orchestrator]:
     """Started on ``db_url`` with ``hosts`` simulated hosts (sim-00001…), fast polling."""
-    settings = Settings(
-        database_url=db_url,
-        transport_url=f"memory://{uuid.uuid4().hex}",
-        keys_dir=state_dir / "keys",
-        state_dir=state_dir,
-        poll_interval=0.05,
-        heartbeat_interval=0.5,
-    )
     orchestrator = await build_orchestrator(
-        settings, simulate_hosts=hosts, simulation=simulation or {}
+        orchestrator_settings(db_url, state_dir), simulate_hosts=hosts, simulation=simulation or {}
     )
     await orchestrator.start()
     try:

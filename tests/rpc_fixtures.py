@@ -11,29 +11,19 @@ import contextlib
 import os
 import shutil
 import socket
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import aio_pika
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from mcoflow.rpc import (
-    ActionFunc,
-    HostProfile,
-    Outcome,
-    Request,
-    Responder,
-    RpcClient,
-    Signer,
-    Transport,
-    Verifier,
-    transport_from_url,
-)
-from mcoflow.rpc.responder import ping
+from mcoflow.rpc import Request, Signer, Transport, Verifier, transport_from_url
+from mcoflow.testing.rpc import DirectClient
+from tests.rpc_responder import ActionFunc, HostProfile, Outcome, Responder, ping
 
 AMQP_URL = os.environ.get("MCOFLOW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 NATS_URL = os.environ.get("MCOFLOW_TEST_NATS_URL", "nats://127.0.0.1:4222")
@@ -110,23 +100,6 @@ def require_nats() -> str:
     return require_server("NATS", NATS_URL, 4222)
 
 
-async def assert_eventually(
-    check: Callable[[], object], *, timeout: float = 5.0, interval: float = 0.01
-) -> None:
-    """Wait until ``check()`` neither raises AssertionError nor returns False."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check() is not False:
-                return
-            failure: AssertionError = AssertionError(f"{check} stayed false")
-        except AssertionError as exc:
-            failure = exc
-        if time.monotonic() > deadline:
-            raise failure
-        await asyncio.sleep(interval)
-
-
 @dataclass
 class Keys:
     caller: Signer
@@ -191,7 +164,7 @@ class Lab:
         self.keys = keys
         self.transports: list[Transport] = []
         self.responders: list[Responder] = []
-        self.clients: list[RpcClient] = []
+        self.clients: list[DirectClient] = []
         self.reply_queues: list[str] = []
 
     async def transport(self) -> Transport:
@@ -223,17 +196,17 @@ class Lab:
         return responder
 
     async def client(
-        self, *, transport: Transport | None = None, reply_to: str | None = None, **kwargs: object
-    ) -> RpcClient:
+        self, *, transport: Transport | None = None, reply_to: str | None = None, **kwargs: Any
+    ) -> DirectClient:
         reply_to = reply_to or f"mcoflow-test.replies.{uuid.uuid4().hex[:12]}"
         self.reply_queues.append(reply_to)
-        client = RpcClient(
+        client = DirectClient(
             transport or await self.transport(),
             self.keys.caller,
             collective=self.collective,
             reply_to=reply_to,
             verifier=self.keys.trusts_host,
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
         await client.start()
         self.clients.append(client)

@@ -1,4 +1,9 @@
-"""The operator's actions and the bridge between the engine and the broker."""
+"""The operator's actions and the bridge between the engine and the broker.
+
+Exported by audience: what an action that calls the hosts' agents is built on, then the
+operator's actions themselves, then what starts and follows jobs (the command line, the
+web's ``JobsPort``), then the bridge a process wires between its executor and the broker.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,7 @@ from typing import TYPE_CHECKING, Any
 from mcoflow.actions.fleet import (
     Discover,
     FleetJob,
-    HostResult,
-    JobKind,
-    host_action,
+    HostOutcome,
     host_results,
     rerun_failed,
 )
@@ -23,9 +26,11 @@ from mcoflow.actions.operations import (
     RestartServices,
     Uninstall,
     UninstallPackages,
+    host_action,
 )
-from mcoflow.actions.parameters import JobInputError, Parameter, parse_parameter
+from mcoflow.actions.parameters import Parameter, parse_parameter
 from mcoflow.actions.remote import NoResponseError, RemoteAction, RemoteError
+from mcoflow.job_request import JobInputError, JobKind, JobRequest
 
 if TYPE_CHECKING:
     from mcoflow.actions.bridge import LostRequests, ReplyRouter, RpcPublisher
@@ -42,31 +47,36 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Discover",
-    "FleetJob",
-    "HostResult",
-    "Install",
-    "InstallAndRestart",
-    "InstallPackages",
-    "JobInputError",
-    "JobKind",
-    "Jobs",
-    "LostRequests",
-    "NoResponseError",
-    "Parameter",
+    # writing an action that calls the hosts' agents
     "RemoteAction",
     "RemoteError",
-    "ReplyRouter",
-    "Restart",
-    "RestartServices",
-    "RpcPublisher",
+    "NoResponseError",
+    # the operator's actions, on one host or a fleet, and their parameter
+    "Install",
     "Uninstall",
+    "Restart",
+    "InstallAndRestart",
+    "InstallPackages",
     "UninstallPackages",
+    "RestartServices",
+    "FleetJob",
+    "Discover",
     "host_action",
-    "host_results",
-    "parse_filter",
-    "parse_hosts",
-    "parse_job_parameter",
+    "Parameter",
     "parse_parameter",
+    # starting and following jobs
+    "Jobs",
+    "JobRequest",
+    "JobKind",
+    "JobInputError",
+    "host_results",
+    "HostOutcome",
     "rerun_failed",
+    "parse_hosts",
+    "parse_filter",
+    "parse_job_parameter",
+    # the bridge between an executor and the broker (imported on first use)
+    "LostRequests",
+    "ReplyRouter",
+    "RpcPublisher",
 ]

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from mcoflow.actions.inventory import sighting
-from mcoflow.actions.remote import REPLY_KEY, RPC_DESTINATION, parse_request_id
+from mcoflow.actions.remote import RPC_DESTINATION, parse_request_id, reply_payload
 from mcoflow.engine import EventKind, Store
 from mcoflow.engine.executor import TRICKLE
+from mcoflow.engine.records import NewEvent
 from mcoflow.engine.store import HostSighting
 from mcoflow.rpc.client import RpcClient
 from mcoflow.rpc.filters import Filter
@@ -102,9 +103,7 @@ class ReplyRouter:
         self.replies = 0
         self.duplicates = 0
         self.unroutable = 0
-        self._pending: list[
-            tuple[tuple[str, int, EventKind, dict[str, Any], str, float], asyncio.Future[None]]
-        ] = []
+        self._pending: list[tuple[NewEvent, asyncio.Future[None]]] = []
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sightings: list[HostSighting] = []
@@ -131,11 +130,11 @@ class ReplyRouter:
             log.warning("reply %s from %s matches no step; dropped", reply.request_id, reply.sender)
             return
         plan_id, step_idx = target
-        payload = {REPLY_KEY: reply.model_dump(mode="json")}
+        payload = reply_payload(reply)
         key = f"reply:{reply.request_id}:{reply.sender}"
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         now = time.time()
-        self._pending.append(((plan_id, step_idx, EventKind.USER, payload, key, now), fut))
+        self._pending.append((NewEvent(plan_id, step_idx, EventKind.USER, payload, key, now), fut))
         self._sightings.append(sighting(reply, now))
         self._kick.set()
         self.start()

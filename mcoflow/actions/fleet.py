@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import enum
-import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,18 +14,8 @@ from mcoflow.actions.inventory import (
     current_inventory,
     expected_hosts,
 )
-from mcoflow.actions.operations import (
-    HostName,
-    Install,
-    InstallAndRestart,
-    InstallPackages,
-    Name,
-    Restart,
-    RestartServices,
-    Uninstall,
-    UninstallPackages,
-)
-from mcoflow.actions.remote import REPLY_KEY, RPC_DESTINATION, request_id
+from mcoflow.actions.operations import host_action
+from mcoflow.actions.remote import RPC_DESTINATION, event_reply, request_id
 from mcoflow.engine import (
     Action,
     Event,
@@ -41,41 +29,15 @@ from mcoflow.engine import (
 from mcoflow.engine.child_status import FAILED
 from mcoflow.engine.subplans import LazySubPlans
 from mcoflow.engine.world import World
+from mcoflow.job_request import HostName, JobKind, Name, host_count
 from mcoflow.rpc.filters import Filter, FilterError
+from mcoflow.rpc.messages import Reply
 
 FILTER_TEXT_MAX = 1024
 
 
 # the payload of the event that ends a discovery's grace period
 GRACE_KEY = "discovery_grace"
-
-
-class JobKind(enum.StrEnum):
-    INSTALL = "install"
-    UNINSTALL = "uninstall"
-    RESTART = "restart"
-    INSTALL_AND_RESTART = "install-and-restart"
-
-
-def _count(value: str | None, total: int, what: str) -> int | None:
-    """``n`` or ``n%`` of ``total`` (at least 1)."""
-    if value is None or value == "":
-        return None
-    text = str(value).strip()
-    try:
-        if text.endswith("%"):
-            pct = float(text[:-1])
-            if not 0 < pct <= 100:
-                raise ValueError
-            return max(1, math.ceil(total * pct / 100))
-        n = int(text)
-        if n < 1:
-            raise ValueError
-        return n
-    except ValueError:
-        raise ValueError(
-            f"{what}: expected a whole number ≥ 1 or a percentage, got {value!r}"
-        ) from None
 
 
 class Discover(Action):
@@ -120,7 +82,7 @@ class Discover(Action):
             self.output["hosts"] = sorted(set(self.data["hosts"]))
             return
         else:
-            self._answered(event.payload.get(REPLY_KEY))
+            self._answered(event_reply(event))
         self.suspend()
 
     async def _broadcast(self) -> None:
@@ -144,15 +106,15 @@ class Discover(Action):
         )
         self.schedule_timeout(self.input.timeout)
 
-    def _answered(self, reply: Any) -> None:
-        if not isinstance(reply, dict) or reply.get("request_id") != self.data["request_id"]:
+    def _answered(self, reply: Reply | None) -> None:
+        if reply is None or reply.request_id != self.data["request_id"]:
             return
         # any answer counts: the host exists and its agent found the filter matching
-        self.data["hosts"].append(reply["sender"])
+        self.data["hosts"].append(reply.sender)
         if self.data.get("grace") or not self.data.get("expected"):
             return
         waiting = self._waiting()
-        waiting.discard(reply["sender"])
+        waiting.discard(reply.sender)
         if not waiting:
             self.data["grace"] = True
             self.schedule_event({GRACE_KEY: True}, after=self.input.grace)
@@ -200,7 +162,7 @@ class FleetJob(WithSubPlans):
         @classmethod
         def _n_or_pct(cls, value: Any) -> Any:
             if value is not None:
-                _count(str(value), 100, "value")
+                host_count(str(value), 100)
                 return str(value)
             return value
 
@@ -252,41 +214,19 @@ class FleetJob(WithSubPlans):
         return self.input.concurrency  # type: ignore[no-any-return]
 
     def batch_size(self) -> int | None:
-        return _count(self.input.batch_size, self._total(), "batch_size")
+        return host_count(self.input.batch_size, self._total(), "batch_size")
 
     def batch_sleep(self) -> float:
         return float(self.input.batch_sleep)
 
     def max_failures(self) -> int | None:
-        return _count(self.input.max_failures, self._total(), "max_failures")
-
-
-def host_action(
-    kind: JobKind, host: str, packages: list[str], services: list[str], timeout: float | None
-) -> tuple[type[Action], dict[str, Any]]:
-    """The action and arguments that do ``kind`` on one host."""
-    extra: dict[str, Any] = {"timeout": timeout} if timeout else {}
-    if kind is JobKind.INSTALL_AND_RESTART:
-        return InstallAndRestart, {
-            "hostname": host,
-            "packages": packages,
-            "services": services,
-            **extra,
-        }
-    if kind is JobKind.RESTART:
-        if len(services) == 1:
-            return Restart, {"hostname": host, "service": services[0], **extra}
-        return RestartServices, {"hostname": host, "names": services, **extra}
-    single, many = (
-        (Install, InstallPackages) if kind is JobKind.INSTALL else (Uninstall, UninstallPackages)
-    )
-    if len(packages) == 1:
-        return single, {"hostname": host, "package": packages[0], **extra}
-    return many, {"hostname": host, "names": packages, **extra}
+        return host_count(self.input.max_failures, self._total(), "max_failures")
 
 
 @dataclass(frozen=True)
-class HostResult:
+class HostOutcome:
+    """How one host of a fleet job ended: its child plan (not one host's RPC reply)."""
+
     host: str
     plan_id: str
     state: PlanState
@@ -298,7 +238,7 @@ class HostResult:
 HOST_PAGE = 1000
 
 
-async def host_pages(world: World, plan_id: str) -> AsyncIterator[list[HostResult]]:
+async def host_pages(world: World, plan_id: str) -> AsyncIterator[list[HostOutcome]]:
     """Per-host outcome of a fleet job (one row per child plan), in host order, a page
     at a time: two queries per page, whatever the fleet's size."""
     after: tuple[str, str] | None = None
@@ -307,7 +247,7 @@ async def host_pages(world: World, plan_id: str) -> AsyncIterator[list[HostResul
         if not page.rows:
             return
         yield [
-            HostResult(r.label, r.plan_id, r.state, r.result, r.duration, r.message)
+            HostOutcome(r.label, r.plan_id, r.state, r.result, r.duration, r.message)
             for r in page.rows
         ]
         if len(page.rows) < HOST_PAGE:
@@ -315,7 +255,7 @@ async def host_pages(world: World, plan_id: str) -> AsyncIterator[list[HostResul
         after = (page.rows[-1].label, page.rows[-1].plan_id)
 
 
-async def host_results(world: World, plan_id: str) -> list[HostResult]:
+async def host_results(world: World, plan_id: str) -> list[HostOutcome]:
     """Every host's outcome of a fleet job, in host order."""
     return [row async for rows in host_pages(world, plan_id) for row in rows]
 

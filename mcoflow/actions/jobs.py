@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from mcoflow.actions.fleet import (
-    Discover,
-    FleetJob,
-    JobKind,
-    _count,
-    filter_json,
-    host_action,
-    rerun_failed,
-)
+from mcoflow.actions.fleet import Discover, FleetJob, filter_json, rerun_failed
 from mcoflow.actions.inventory import matching_hosts
-from mcoflow.actions.parameters import JobInputError, parse_names, parse_parameter
+from mcoflow.actions.operations import host_action
+from mcoflow.actions.parameters import parse_names, parse_parameter
 from mcoflow.actions.schedule import start_window
 from mcoflow.engine import Action, InputError, Plan, PlanResult, PlanState, World
 from mcoflow.engine.store import HostRecord
+from mcoflow.job_request import JobInputError, JobKind, JobRequest, parse_hosts
 from mcoflow.rpc.filters import Filter, FilterError
+
+__all__ = [
+    "JobRequest",
+    "Jobs",
+    "filter_text",
+    "never_seen_message",
+    "parse_filter",
+    "parse_hosts",
+    "parse_job_parameter",
+    "wait_with_progress",
+]
 
 
 def parse_filter(text: str | None, *, field: str = "filter") -> Filter | None:
@@ -37,15 +41,6 @@ def parse_filter(text: str | None, *, field: str = "filter") -> Filter | None:
 def filter_text(text: str | None) -> str | None:
     """The operator's filter as they wrote it (blanks collapsed), kept for labels."""
     return " ".join(text.split()) if text and text.strip() else None
-
-
-def parse_hosts(hosts: Sequence[str] | str, *, field: str = "hosts") -> list[str]:
-    words = (
-        hosts.replace(",", " ").split()
-        if isinstance(hosts, str)
-        else [w for h in hosts for w in h.replace(",", " ").split()]
-    )
-    return list(dict.fromkeys(words))  # first occurrence kept, in order
 
 
 def parse_job_parameter(kind: JobKind, text: str) -> tuple[list[str], list[str]]:
@@ -85,45 +80,39 @@ class Jobs:
         kind: str,
         *,
         hosts: Sequence[str] | str = (),
-        filter: str | None = None,
-        parameter: str,
-        concurrency: int | None = None,
-        batch_size: str | None = None,
-        max_failures: str | None = None,
         timeout: float | None = None,
-        start_at: float | datetime | None = None,
-        start_before: float | datetime | None = None,
         by: str = "system",
+        **fields: Any,
+    ) -> Plan:
+        """``start`` with the request's fields as keywords (``hosts`` may be one string
+        of names separated by commas or blanks, the times epoch seconds)."""
+        request = JobRequest.parse(kind=kind, hosts=parse_hosts(hosts), **fields)
+        return await self.start(request, timeout=timeout, by=by)
+
+    async def start(
+        self, request: JobRequest, *, timeout: float | None = None, by: str = "system"
     ) -> Plan:
         """Plan and start a job now, or (``start_at`` / ``start_before``) a delayed one
-        that starts at ``start_at`` and is given up if not started by ``start_before``."""
-        try:
-            job = JobKind(kind)
-        except ValueError:
-            raise JobInputError(
-                "kind", f"unknown job {kind!r}; one of " + ", ".join(k.value for k in JobKind)
-            ) from None
-        packages, services = parse_job_parameter(job, parameter)
-        names = parse_hosts(hosts)
-        flt = parse_filter(filter)
+        that starts at ``start_at`` and is given up if not started by ``start_before``.
+        ``timeout``: the seconds each host may take (the command line's ``--timeout``)."""
+        job = JobKind(request.kind)
+        packages, services = parse_job_parameter(job, request.parameter)
+        names = request.hosts
+        flt = parse_filter(request.filter)
         if not names and flt is None:
             raise JobInputError("hosts", "name at least one host, or give a filter")
         if names and flt is not None:
             raise JobInputError("filter", "give host names or a filter, not both")
-        for field, value in (("batch_size", batch_size), ("max_failures", max_failures)):
-            try:
-                _count(value, 100, field)
-            except ValueError as exc:
-                raise JobInputError(field, str(exc).split(": ", 1)[-1]) from None
-        if concurrency is not None and concurrency < 1:
-            raise JobInputError("concurrency", "must be at least 1")
-        window = start_window(start_at, start_before)
+        window = start_window(request.start_at, request.start_before)
         if names and self.check_hosts:
             await self._refuse_never_seen(names)
         fleet = (
             flt is not None
             or len(names) > 1
-            or any(v is not None for v in (concurrency, batch_size, max_failures))
+            or any(
+                v is not None
+                for v in (request.concurrency, request.batch_size, request.max_failures)
+            )
         )
         action: type[Action] = FleetJob
         if not fleet:
@@ -133,12 +122,12 @@ class Jobs:
                 "kind": job.value,
                 "hosts": names,
                 "filter": filter_json(flt) or None,
-                "filter_text": filter_text(filter) if flt is not None else None,
+                "filter_text": filter_text(request.filter) if flt is not None else None,
                 "packages": packages,
                 "services": services,
-                "concurrency": concurrency,
-                "batch_size": batch_size,
-                "max_failures": max_failures,
+                "concurrency": request.concurrency,
+                "batch_size": request.batch_size,
+                "max_failures": request.max_failures,
                 "timeout": timeout,
             }
         try:

@@ -1,21 +1,15 @@
 """The operator's four actions (DESIGN §6): Install, Uninstall, Restart,
-InstallAndRestart on one host."""
+InstallAndRestart on one host, and ``host_action``: which of them does a job there."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field
 
-from mcoflow.actions.parameters import NAME
 from mcoflow.actions.remote import RemoteAction
 from mcoflow.engine import Action
-
-Name = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=NAME.pattern)]
-HostName = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]*$"),
-]
+from mcoflow.job_request import HostName, JobKind, Name
 
 
 class PackageOutput(BaseModel):
@@ -194,3 +188,27 @@ class RestartServices(_OnHost):
     name = "mcoflow.restart_services"
     child = Restart
     field = "service"
+
+
+def host_action(
+    kind: JobKind, host: str, packages: list[str], services: list[str], timeout: float | None
+) -> tuple[type[Action], dict[str, Any]]:
+    """The action and arguments that do ``kind`` on one host."""
+    extra: dict[str, Any] = {"timeout": timeout} if timeout else {}
+    if kind is JobKind.INSTALL_AND_RESTART:
+        return InstallAndRestart, {
+            "hostname": host,
+            "packages": packages,
+            "services": services,
+            **extra,
+        }
+    if kind is JobKind.RESTART:
+        if len(services) == 1:
+            return Restart, {"hostname": host, "service": services[0], **extra}
+        return RestartServices, {"hostname": host, "names": services, **extra}
+    single, many = (
+        (Install, InstallPackages) if kind is JobKind.INSTALL else (Uninstall, UninstallPackages)
+    )
+    if len(packages) == 1:
+        return single, {"hostname": host, "package": packages[0], **extra}
+    return many, {"hostname": host, "names": packages, **extra}

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-# Debian and RPM package names and systemd/SysV unit names all fit in this.
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._@:-]{0,254}$")
+from mcoflow.job_request import NAME, JobInputError
 
-
-class JobInputError(ValueError):
-    """Bad operator input; ``field`` names the form field, JSON key or argument
-    (``kind``, ``hosts``, ``filter``, ``parameter``, ``concurrency``, ``batch_size``,
-    ``max_failures``), where the web console shows ``message``."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+__all__ = ["NAME", "JobInputError", "Parameter", "parse_names", "parse_parameter"]
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from pydantic import ValidationError
+
 from mcoflow.engine import Action, Event, EventKind
-from mcoflow.rpc.messages import POLICY_DENIED, StatusCode, is_policy_denial
+from mcoflow.rpc.messages import POLICY_DENIED, Reply, StatusCode, is_policy_denial
 
 # Outbox destination of RPC requests; the RpcPublisher is the one reading it.
 RPC_DESTINATION = "rpc"
@@ -31,6 +33,24 @@ def parse_request_id(value: str) -> tuple[str, int] | None:
     if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
         return None
     return parts[0], int(parts[1])
+
+
+def reply_payload(reply: Reply) -> dict[str, Any]:
+    """The payload of the event that brings a reply to its step. It is stored as it is:
+    events already stored are read back by ``event_reply``, so keep this shape."""
+    return {REPLY_KEY: reply.model_dump(mode="json")}
+
+
+def event_reply(event: Event) -> Reply | None:
+    """The host's reply an event brings, validated; None for an event that brings none
+    (a timer, a cancel) or nothing a reply can be made of."""
+    raw = event.payload.get(REPLY_KEY)
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return Reply.model_validate(raw)
+    except ValidationError:
+        return None
 
 
 _STATUS_TEXT = {
@@ -81,29 +101,30 @@ class RemoteAction(Action):
                 self.suspend()  # the timer of an earlier attempt
                 return
             raise NoResponseError(f"no response from {self.hostname()} within {self.timeout():g} s")
-        reply = event.payload.get(REPLY_KEY)
-        if not isinstance(reply, dict) or reply.get("request_id") != self.data.get("request_id"):
+        reply = event_reply(event)
+        if reply is None or reply.request_id != self.data.get("request_id"):
             self.suspend()  # a late reply to an earlier attempt: keep waiting
             return
+        # kept for the console's step view
         self.data["reply"] = {
-            "sender": reply.get("sender"),
-            "statuscode": reply.get("statuscode"),
-            "statusmsg": reply.get("statusmsg"),
-            "data": reply.get("data"),
+            "sender": reply.sender,
+            "statuscode": int(reply.statuscode),
+            "statusmsg": reply.statusmsg,
+            "data": reply.data,
         }
-        code = StatusCode(int(reply["statuscode"]))
+        code = reply.statuscode
         if code is not StatusCode.OK:
             # the host really answered: a resume must send a fresh request, not replay it
             self.data["answered"] = True
-            if is_policy_denial(code, reply.get("statusmsg")):
-                why = str(reply["statusmsg"]).removeprefix(POLICY_DENIED).strip()
+            if is_policy_denial(code, reply.statusmsg):
+                why = reply.statusmsg.removeprefix(POLICY_DENIED).strip()
                 raise RemoteError(f"denied by policy on {self.hostname()}: {why}")
             what = _STATUS_TEXT.get(code, code.name.lower())
             raise RemoteError(
                 f"{self.hostname()}: {self.agent}.{self.rpc_action} failed "
-                f"(status {int(code)}, {what}): {reply.get('statusmsg', '')}"
+                f"(status {int(code)}, {what}): {reply.statusmsg}"
             )
-        self.on_reply(dict(reply.get("data") or {}))
+        self.on_reply(dict(reply.data))
 
     def _send_request(self) -> None:
         attempt = int(self.data.get("attempt", 0))
@@ -125,5 +146,5 @@ class RemoteAction(Action):
                 "ttl": timeout,
             },
         )
-        self._running().schedule(EventKind.TIMEOUT, {"request_id": rid}, timeout)
+        self.schedule_timeout(timeout, payload={"request_id": rid})
         self.suspend()

@@ -30,10 +30,6 @@ from mcoflow.agent.providers import (
     detect_package_provider,
     detect_service_provider,
 )
-from mcoflow.agent.providers.apt import AptProvider
-from mcoflow.agent.providers.dnf import DnfProvider
-from mcoflow.agent.providers.systemd import SystemdProvider
-from mcoflow.agent.providers.sysv import SysVProvider
 from mcoflow.agent.settings import AgentSettings
 from mcoflow.rpc.security import ReplayGuard, Signer, Verifier
 from mcoflow.rpc.transport import Subscription, Transport
@@ -123,26 +119,16 @@ class AgentDaemon:
         return hosts
 
     def _package_provider(self) -> PackageProvider | None:
-        choice, limit = self.config.package_provider, self.config.command_timeout
+        choice = self.config.package_provider
         if choice is PackageChoice.SIMULATED:
             return self.fleet.package_provider(self.config.host_identities()[0])
-        provider = detect_package_provider(choice)
-        if isinstance(provider, AptProvider):
-            return AptProvider(time_limit=limit)
-        if isinstance(provider, DnfProvider):
-            return DnfProvider(provider.name, time_limit=limit)
-        return provider
+        return detect_package_provider(choice, time_limit=self.config.command_timeout)
 
     def _service_provider(self) -> ServiceProvider | None:
-        choice, limit = self.config.service_provider, min(self.config.command_timeout, 300.0)
+        choice = self.config.service_provider
         if choice is ServiceChoice.SIMULATED:
             return self.fleet.service_provider(self.config.host_identities()[0])
-        provider = detect_service_provider(choice)
-        if isinstance(provider, SystemdProvider):
-            return SystemdProvider(time_limit=limit)
-        if isinstance(provider, SysVProvider):
-            return SysVProvider(time_limit=limit)
-        return provider
+        return detect_service_provider(choice, time_limit=min(self.config.command_timeout, 300.0))
 
     def _simulated_package(self, identity: str) -> PackageProvider | None:
         if self.config.package_provider is PackageChoice.NONE:

@@ -13,7 +13,7 @@ from rich.table import Table
 from mcoflow.cli.app import DbOption, PlanIdArgument, console, open_world, plans_app, run_async
 
 if TYPE_CHECKING:
-    from mcoflow.actions.fleet import HostResult
+    from mcoflow.actions.fleet import HostOutcome
     from mcoflow.engine.child_status import ChildCounts
     from mcoflow.engine.store import ChildRow
 
@@ -64,7 +64,7 @@ class FleetHosts:
             )
 
 
-def host_json(row: HostResult) -> dict[str, Any]:
+def host_json(row: HostOutcome) -> dict[str, Any]:
     from mcoflow.engine.child_status import status_of
 
     return {

@@ -78,36 +78,36 @@ def _job(
     at: str | None = None,
     before: str | None = None,
 ) -> None:
-    from mcoflow.actions import JobInputError, Jobs
+    from mcoflow.actions import Jobs
     from mcoflow.actions.schedule import parse_time, show_time
+    from mcoflow.job_request import JobInputError, JobRequest, parse_hosts
 
     try:
         start_at = None if at is None else parse_time(at, field="--at")
         start_before = None if before is None else parse_time(before, field="--before")
     except JobInputError as exc:
-        console.print(f"[red]error:[/red] {exc.field}: {escape(exc.message)}", soft_wrap=True)
+        _input_error(exc)
         raise typer.Exit(2) from None
 
     async def main() -> int:
         world = await open_world(db)
         try:
             try:
-                plan = await Jobs(world, check_hosts=not _allow_unknown(db)).trigger(
-                    kind,
-                    hosts=hosts,
+                request = JobRequest.parse(
+                    kind=kind,
+                    hosts=parse_hosts(hosts),
                     filter=filter_,
                     parameter=parameter,
                     concurrency=concurrency,
                     batch_size=batch,
                     max_failures=max_failures,
-                    timeout=timeout,
                     start_at=start_at,
                     start_before=start_before,
-                    by="cli",
                 )
+                jobs = Jobs(world, check_hosts=not _allow_unknown(db))
+                plan = await jobs.start(request, timeout=timeout, by="cli")
             except JobInputError as exc:
-                field = _OPTION_OF.get(exc.field, exc.field)
-                console.print(f"[red]error:[/red] {field}: {escape(exc.message)}", soft_wrap=True)
+                _input_error(exc)
                 return 2
             console.print(f"plan {plan.id}: {escape(plan.label)}", soft_wrap=True)
             if plan.start_at is not None and at is not None:
@@ -127,6 +127,12 @@ def _job(
             await world.close()
 
     raise typer.Exit(run_async(main()))
+
+
+def _input_error(exc: Any) -> None:
+    """A JobInputError, naming the option where the request's field is one."""
+    field = _OPTION_OF.get(exc.field, exc.field)
+    console.print(f"[red]error:[/red] {field}: {escape(exc.message)}", soft_wrap=True)
 
 
 async def follow_started(world: Any, plan_id: str, *, no_wait: bool) -> int:

@@ -217,6 +217,10 @@ class Action:
         """Local bookkeeping after the whole run phase succeeded."""
         return None
 
+    def _enter(self, context: RunContext) -> None:
+        """Bind the run context the engine's runner made for this run (or finalize)."""
+        self._context = context
+
     def _running(self) -> RunContext:
         if self._context is None:
             raise RuntimeError("this is only allowed in run()")
@@ -240,8 +244,9 @@ class Action:
     def suspend(self) -> None:
         self._running().suspended = True
 
-    def schedule_timeout(self, seconds: float) -> None:
-        self._running().schedule(EventKind.TIMEOUT, {}, seconds)
+    def schedule_timeout(self, seconds: float, *, payload: Mapping[str, Any] | None = None) -> None:
+        """A Timeout event in ``seconds``; ``payload`` tells which wait it ends."""
+        self._running().schedule(EventKind.TIMEOUT, dict(payload or {}), seconds)
 
     def schedule_event(self, payload: Mapping[str, Any], *, after: float) -> None:
         self._running().schedule(EventKind.USER, dict(payload), after)

@@ -16,17 +16,16 @@ from typing import Any, Protocol
 
 from mcoflow.engine.action import registered_action
 from mcoflow.engine.planner import Planner, error_record
-from mcoflow.engine.records import ClaimedStep, StepOutcome
-from mcoflow.engine.runner import RunContext, run_step, unstorable, within_time_limit
+from mcoflow.engine.records import ClaimedStep, OutboxMessage, StepOutcome
+from mcoflow.engine.runner import finalize_step, run_step, unstorable
 from mcoflow.engine.states import PlanState
 from mcoflow.engine.store import Store, is_transient_error
-from mcoflow.engine.store.watch import CommitWatcher
+from mcoflow.engine.upkeep import delete_old_plans, refresh_statistics
 from mcoflow.engine.waiting import wait_set
+from mcoflow.engine.wakeups import listen, watch
 
 # fewer items than this ready at once: a trickle worth waiting a few ms to batch
 TRICKLE = 32
-# SQLite: seconds between looks at whether another process committed (a new plan)
-SQLITE_WATCH_INTERVAL = 0.05
 log = logging.getLogger("mcoflow.executor")
 
 
@@ -117,13 +116,17 @@ class Executor:
         if self.publisher is not None:
             loops.append(self._outbox_loop())
         if self.store.is_postgresql:
-            loops.append(self._listen_loop())
+            loops.append(listen(self.store, self._woken, self.listening, self._stopping, self.id))
         else:
-            loops.append(self._watch_loop())
+            loops.append(watch(self.store, self._woken, self._stopped))
         if self.retention is not None:
-            loops.append(self._clean_loop())
+            loops.append(
+                delete_old_plans(self.store, self.retention, self.clean_interval, self._stopping)
+            )
         if self.store.is_postgresql and self.statistics_interval is not None:
-            loops.append(self._statistics_loop())
+            loops.append(
+                refresh_statistics(self.store, self.statistics_interval, self._stopping, self.id)
+            )
         self._tasks = [asyncio.create_task(self._guard(loop)) for loop in loops]
         log.info("executor %s started", self.id)
 
@@ -227,26 +230,25 @@ class Executor:
             await self._linger(self._results.qsize() + 1)
             while not self._results.empty() and len(batch) < self.batch_size * 2:
                 batch.append(self._results.get_nowait())
-            marks = self.store.plan_work_marks
-            await self._write(batch)
+            finalizing = await self._write(batch)
             self.in_flight -= len(batch)
             self.steps_run += len(batch)
             self._room.set()
             self._wake.set()
-            if self.store.plan_work_marks != marks:
+            if finalizing:
                 self._plan_wake.set()
             if any(o.messages for o in batch):
                 self._outbox_wake.set()
 
-    async def _write(self, batch: list[StepOutcome]) -> None:
+    async def _write(self, batch: list[StepOutcome]) -> bool:
         """Commit outcomes. While the database is unreachable keep them and try again (our
         claims stay ours); an outcome that cannot be stored at all must not hold up the
-        others: it is written alone, as the step's error, so its plan pauses."""
+        others: it is written alone, as the step's error, so its plan pauses. True if a
+        plan became due for its finalize phase."""
         attempt = 0
         while True:
             try:
-                await self.store.write_outcomes(batch, by=self.id)
-                return
+                return await self.store.write_outcomes(batch, by=self.id)
             except Exception as exc:
                 if not is_transient_error(exc):
                     log.exception("executor %s: storing %d outcomes failed", self.id, len(batch))
@@ -256,12 +258,13 @@ class Executor:
                 await asyncio.sleep(min(5.0, 0.1 * 2 ** min(attempt, 6)))
                 attempt += 1
         if len(batch) > 1:
+            finalizing = False
             for outcome in batch:
-                await self._write([outcome])
-            return
+                finalizing |= await self._write([outcome])
+            return finalizing
         (outcome,) = batch
         try:
-            await self.store.write_outcomes([unstorable(outcome, failure)], by=self.id)
+            return await self.store.write_outcomes([unstorable(outcome, failure)], by=self.id)
         except Exception:
             log.exception(
                 "executor %s: step %s/%d could not be stored even as an error; it stays "
@@ -270,6 +273,7 @@ class Executor:
                 outcome.plan_id,
                 outcome.idx,
             )
+            return False
 
     # ---- plans that need an executor themselves ---------------------------------------
 
@@ -281,11 +285,11 @@ class Executor:
             now = time.time()
             if nxt is not None and nxt <= now:
                 claimed = await self.store.claim_plans(self.id, 50, now)
-                for plan_id, state, needs_finalize in claimed:
-                    if state is PlanState.SCHEDULED:
-                        await self._start_delayed(plan_id)
-                    elif needs_finalize:
-                        await self._finalize(plan_id)
+                for plan in claimed:
+                    if plan.state is PlanState.SCHEDULED:
+                        await self._start_delayed(plan.id)
+                    elif plan.needs_finalize:
+                        await self._finalize(plan.id)
                     self._wake.set()
                 if claimed:
                     continue
@@ -325,12 +329,7 @@ class Executor:
         error: dict[str, Any] | None = None
         for step in await self.store.finalize_steps(plan_id):
             try:
-                cls = registered_action(step.action)
-                action = cls(step.idx, step.input)
-                action._context = RunContext(
-                    plan_id, step.idx, dict(step.output or {}), dict(step.data or {}), step.progress
-                )
-                await within_time_limit(cls, action.finalize(), "finalize")
+                await finalize_step(step)
             except Exception as exc:
                 failed, error = step.idx, error_record(exc)
                 break
@@ -350,75 +349,10 @@ class Executor:
                 log.warning("released the claims of dead executors %s", ", ".join(dead))
                 self._wake.set()
 
-    async def _stopped_within(self, seconds: float) -> bool:
-        """Wait ``seconds``, less if the executor stops meanwhile; True once it stops."""
-        return await wait_set(self._stopping, seconds)
-
-    async def _clean_loop(self) -> None:
-        """Delete finished plans older than the retention period, now and then."""
-        assert self.retention is not None
-        while not self._stopping.is_set():
-            deleted = await self.store.delete_finished_plans(time.time() - self.retention)
-            if deleted:
-                log.info("deleted %d finished plans older than %.0f s", deleted, self.retention)
-            await self._stopped_within(self.clean_interval)
-
-    async def _statistics_loop(self) -> None:
-        """Keep the planner's statistics of the busy tables fresh (see store.maintenance)."""
-        assert self.statistics_interval is not None
-        while not await self._stopped_within(self.statistics_interval):
-            try:
-                analyzed = await self.store.refresh_planner_statistics()
-            except Exception as exc:
-                # an aid, not a duty: autovacuum analyzes too, so never stop over it
-                if not is_transient_error(exc):
-                    log.warning("executor %s: analyzing tables failed: %s", self.id, exc)
-                continue
-            if analyzed:
-                log.debug("analyzed %s", ", ".join(analyzed))
-
-    async def _listen_loop(self) -> None:
-        """LISTEN for work made runnable by other processes; polling stays as fallback."""
-        import psycopg
-
-        from mcoflow.engine.store import WAKE_CHANNEL
-
-        while not self._stopping.is_set():
-            try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self.store.listen_conninfo(), autocommit=True
-                )
-                async with conn:
-                    await conn.execute(f"LISTEN {WAKE_CHANNEL}")
-                    self.listening.set()
-                    self.wake()  # anything missed while not listening
-                    async for notify in conn.notifies():
-                        if notify.payload == self.store.notify_origin:
-                            continue  # this process's own commit: already woken in-process
-                        self.wake()
-                        self._outbox_wake.set()
-            except psycopg.OperationalError:
-                self.listening.clear()
-                log.warning("executor %s: LISTEN connection lost; retrying", self.id)
-                await asyncio.sleep(1.0)
-
-    async def _watch_loop(self) -> None:
-        """SQLite: wake when another connection commits (a trigger from another process);
-        it may be this executor's own commit elsewhere in its pool, which costs a query."""
-        loop = asyncio.get_running_loop()
-
-        def woken() -> None:
-            self.wake()
-            self._outbox_wake.set()
-
-        watcher = CommitWatcher(
-            self.store.url, SQLITE_WATCH_INTERVAL, lambda: loop.call_soon_threadsafe(woken)
-        )
-        watcher.start()
-        try:
-            await self._stopped.wait()
-        finally:
-            watcher.stop()
+    def _woken(self) -> None:
+        """Another process made work due (its commit)."""
+        self.wake()
+        self._outbox_wake.set()
 
     # ---- outbox ---------------------------------------------------------------------
 
@@ -433,15 +367,15 @@ class Executor:
                 self.outbox_batch_size, time.time(), self.outbox_lease
             )
 
-            async def send(message_id: int, destination: str, body: dict[str, Any]) -> int:
-                await publisher.publish(destination, body)
-                return message_id
+            async def send(message: OutboxMessage) -> int:
+                await publisher.publish(message.destination, message.message)
+                return message.id
 
             # concurrently: brokers pipeline publisher confirms
-            results = await asyncio.gather(*(send(*m) for m in messages), return_exceptions=True)
+            results = await asyncio.gather(*(send(m) for m in messages), return_exceptions=True)
             sent = [r for r in results if isinstance(r, int)]
             failed = [
-                m[0] for m, r in zip(messages, results, strict=True) if isinstance(r, BaseException)
+                m.id for m, r in zip(messages, results, strict=True) if isinstance(r, BaseException)
             ]
             if failed:
                 first = next(r for r in results if isinstance(r, BaseException))

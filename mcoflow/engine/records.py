@@ -143,10 +143,43 @@ class ClaimedStep:
 
 @dataclass(frozen=True)
 class ScheduledEvent:
+    """An event a step schedules for itself (a timeout), stored with its outcome."""
+
     kind: EventKind
     payload: dict[str, Any]
     due_at: float
     dedupe_key: str | None = None
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event delivered to a step from outside the executor (a reply, an operator's
+    event); a second one with the same ``dedupe_key`` is dropped."""
+
+    plan_id: str
+    step_idx: int
+    kind: EventKind
+    payload: dict[str, Any]
+    dedupe_key: str | None
+    due_at: float
+
+
+@dataclass(frozen=True)
+class ClaimedPlan:
+    """A plan an executor claimed to work on itself: a delayed start or a finalize phase."""
+
+    id: str
+    state: PlanState
+    needs_finalize: bool
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """An outbox message claimed for publishing."""
+
+    id: int
+    destination: str
+    message: dict[str, Any]
 
 
 @dataclass

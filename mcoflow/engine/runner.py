@@ -22,13 +22,14 @@ from mcoflow.engine.action import (
 )
 from mcoflow.engine.flow import resolve_references
 from mcoflow.engine.planner import NewPlan, Planner, error_record
-from mcoflow.engine.records import ClaimedStep, ScheduledEvent, StepOutcome, SubPlanCounts
+from mcoflow.engine.records import ClaimedStep, ScheduledEvent, Step, StepOutcome, SubPlanCounts
 from mcoflow.engine.states import StepState
 
 # kept in the step's data so a cancellable step that finishes later still ends cancelled
 CANCEL_RECEIVED = "__cancel_received__"
 
 CountsFn = Callable[[str, int], Awaitable[SubPlanCounts]]
+Clock = Callable[[], float]
 
 
 @dataclass
@@ -41,6 +42,7 @@ class RunContext:
     data: dict[str, Any]
     progress: float
     counts: CountsFn | None = None
+    clock: Clock = time.time  # what timers are due against (a test's own clock)
     suspended: bool = False
     new_events: list[ScheduledEvent] = field(default_factory=list)
     messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -53,14 +55,7 @@ class RunContext:
     def schedule(self, kind: EventKind, payload: dict[str, Any], after: float) -> None:
         if after < 0:
             raise ValueError(f"after: must not be negative, got {after}")
-        self.new_events.append(ScheduledEvent(kind, payload, time.time() + after))
-
-    def create_sub_plan(
-        self, action: type[Action], args: dict[str, Any], label: str | None
-    ) -> NewPlan:
-        plan = self.plan_sub_plan(action, args, label)
-        self.sub_plans.append(plan)
-        return plan
+        self.new_events.append(ScheduledEvent(kind, payload, self.clock() + after))
 
     def plan_sub_plan(
         self, action: type[Action], args: dict[str, Any], label: str | None
@@ -75,6 +70,17 @@ class RunContext:
         if self.counts is None:
             raise RuntimeError("sub-plan counts are not available here")
         return await self.counts(self.plan_id, self.step_idx)
+
+    def start_children(self, up_to: int, *, unless_failed: int | None) -> None:
+        """Once this run commits, start children until ``up_to`` of them run, unless
+        ``unless_failed`` (if given) have failed by then."""
+        self.start_sub_plans, self.start_unless_failed = up_to, unless_failed
+
+    def cancel_children(self, *, paused_too: bool = False) -> None:
+        """Once this run commits, cancel the children not stopped (``paused_too``: also
+        those paused for the operator)."""
+        self.cancel_sub_plans = True
+        self.cancel_paused_sub_plans = self.cancel_paused_sub_plans or paused_too
 
 
 def _finish_state(cls: type[Action], failed: bool) -> StepState:
@@ -161,7 +167,9 @@ def _forget_run(ctx: RunContext, claimed: ClaimedStep) -> None:
     ctx.new_events.clear()
 
 
-async def run_step(claimed: ClaimedStep, counts: CountsFn | None = None) -> StepOutcome:
+async def run_step(
+    claimed: ClaimedStep, counts: CountsFn | None = None, *, clock: Clock = time.time
+) -> StepOutcome:
     started = time.perf_counter()
     ctx = RunContext(
         plan_id=claimed.plan_id,
@@ -170,6 +178,7 @@ async def run_step(claimed: ClaimedStep, counts: CountsFn | None = None) -> Step
         data=dict(claimed.data or {}),
         progress=0.0,
         counts=counts,
+        clock=clock,
     )
     error: dict[str, Any] | None = None
     consumed: list[int] = []
@@ -179,7 +188,7 @@ async def run_step(claimed: ClaimedStep, counts: CountsFn | None = None) -> Step
     try:
         cls = registered_action(claimed.action)
         action = cls(claimed.idx, resolve_references(claimed.input, claimed.ref_outputs))
-        action._context = ctx
+        action._enter(ctx)
         # a resumed or fresh step starts over; a woken one gets its events in order
         deliveries: list[Event | None] = (
             list(claimed.events) if claimed.claimed_from is StepState.SUSPENDED else [None]
@@ -248,6 +257,18 @@ async def run_step(claimed: ClaimedStep, counts: CountsFn | None = None) -> Step
         cancel_sub_plans=ctx.cancel_sub_plans and error is None,
         cancel_paused_sub_plans=ctx.cancel_paused_sub_plans and error is None,
     )
+
+
+async def finalize_step(step: Step) -> None:
+    """Run one step's ``finalize`` (within its time limit); raises what it raised."""
+    cls = registered_action(step.action)
+    action = cls(step.idx, step.input)
+    action._enter(
+        RunContext(
+            step.plan_id, step.idx, dict(step.output or {}), dict(step.data or {}), step.progress
+        )
+    )
+    await within_time_limit(cls, action.finalize(), "finalize")
 
 
 def unstorable(outcome: StepOutcome, exc: BaseException) -> StepOutcome:

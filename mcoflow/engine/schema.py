@@ -26,6 +26,12 @@ metadata = MetaData()
 # BIGINT autoincrement is only a rowid alias on SQLite when spelled INTEGER.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
+
+def _partial_index(name: str, *columns: str, where: str) -> Index:
+    """An index of only the rows ``where`` holds, on both databases."""
+    return Index(name, *columns, postgresql_where=text(where), sqlite_where=text(where))
+
+
 plans = Table(
     "plans",
     metadata,
@@ -55,12 +61,7 @@ plans = Table(
     Index("ix_plans_parent", "parent_plan_id", "parent_step_id", "state"),
     # a fleet's hosts page by page, in host order, at any depth
     Index("ix_plans_parent_label", "parent_plan_id", "label", "id"),
-    Index(
-        "ix_plans_wake",
-        "wake_at",
-        postgresql_where=text("wake_at IS NOT NULL"),
-        sqlite_where=text("wake_at IS NOT NULL"),
-    ),
+    _partial_index("ix_plans_wake", "wake_at", where="wake_at IS NOT NULL"),
 )
 
 steps = Table(
@@ -92,18 +93,8 @@ steps = Table(
     Column("started_at", Float),
     Column("ended_at", Float),
     Column("run_seconds", Float, nullable=False, server_default=text("0")),
-    Index(
-        "ix_steps_ready",
-        "ready_at",
-        postgresql_where=text("ready_at IS NOT NULL"),
-        sqlite_where=text("ready_at IS NOT NULL"),
-    ),
-    Index(
-        "ix_steps_claimed",
-        "claimed_by",
-        postgresql_where=text("claimed_by IS NOT NULL"),
-        sqlite_where=text("claimed_by IS NOT NULL"),
-    ),
+    _partial_index("ix_steps_ready", "ready_at", where="ready_at IS NOT NULL"),
+    _partial_index("ix_steps_claimed", "claimed_by", where="claimed_by IS NOT NULL"),
 )
 
 events = Table(
@@ -118,14 +109,7 @@ events = Table(
     Column("due_at", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("consumed_at", Float),
-    Index(
-        "ix_events_open",
-        "plan_id",
-        "step_idx",
-        "due_at",
-        postgresql_where=text("consumed_at IS NULL"),
-        sqlite_where=text("consumed_at IS NULL"),
-    ),
+    _partial_index("ix_events_open", "plan_id", "step_idx", "due_at", where="consumed_at IS NULL"),
 )
 
 outbox = Table(
@@ -141,12 +125,7 @@ outbox = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     # when a failed publish may be tried again (NULL: at once)
     Column("retry_at", Float),
-    Index(
-        "ix_outbox_unpublished",
-        "created_at",
-        postgresql_where=text("published_at IS NULL"),
-        sqlite_where=text("published_at IS NULL"),
-    ),
+    _partial_index("ix_outbox_unpublished", "created_at", where="published_at IS NULL"),
 )
 
 executors = Table(

@@ -136,11 +136,11 @@ class WithSubPlans(Action):
         planned = counts.planned + len(ctx.sub_plans)
         limit = self.concurrency_limit()
         if self.data.get("cancelling"):
-            ctx.cancel_sub_plans = ctx.cancel_paused_sub_plans = True
+            ctx.cancel_children(paused_too=True)
         if stopping and (
             counts.planned or counts.running or (self.data.get("cancelling") and counts.paused)
         ):
-            ctx.cancel_sub_plans = True
+            ctx.cancel_children()
             if counts.planned or counts.paused:
                 # children never started end silently: look again once this commits
                 self.schedule_event({"recount": True}, after=0)
@@ -177,10 +177,10 @@ class WithSubPlans(Action):
         event: Event | None,
     ) -> None:
         ctx = self._running()
-        ctx.start_unless_failed = self.max_failures()
+        unless_failed = self.max_failures()
         batch = self.batch_size()
         if batch is None:
-            ctx.start_sub_plans = limit if limit is not None else total
+            ctx.start_children(limit if limit is not None else total, unless_failed=unless_failed)
             return
         if counts.running or not planned:
             return
@@ -193,4 +193,5 @@ class WithSubPlans(Action):
                 self.schedule_event({"next_batch": True}, after=sleep)
             return
         self.data["batch_timer"] = False
-        ctx.start_sub_plans = min(batch, limit) if limit is not None else batch
+        up_to = min(batch, limit) if limit is not None else batch
+        ctx.start_children(up_to, unless_failed=unless_failed)

@@ -12,7 +12,7 @@ from typing import Any
 from mcoflow.engine.action import Action, EventKind
 from mcoflow.engine.executor import Executor, OutboxPublisher
 from mcoflow.engine.planner import NewPlan, Planner, check_no_references
-from mcoflow.engine.records import EngineStats, ExecutorInfo, HistoryEntry, Plan, Step
+from mcoflow.engine.records import EngineStats, ExecutorInfo, HistoryEntry, NewEvent, Plan, Step
 from mcoflow.engine.states import PlanResult, PlanState
 from mcoflow.engine.store import Page, PlanFilter, PlanNotFound, Store
 
@@ -152,7 +152,7 @@ class World:
         """Deliver ``payload`` to a step; False if ``dedupe_key`` was delivered before."""
         (fresh,) = await self.store.deliver_events(
             [
-                (
+                NewEvent(
                     plan_id,
                     step_id,
                     EventKind.USER,
@@ -171,7 +171,10 @@ class World:
         """Deliver many (plan, step, payload, dedupe key) events in one transaction."""
         now = time.time()
         result = await self.store.deliver_events(
-            [(p, s, EventKind.USER, dict(payload), key, now) for p, s, payload, key in items]
+            [
+                NewEvent(p, s, EventKind.USER, dict(payload), key, now)
+                for p, s, payload, key in items
+            ]
         )
         self._nudge()
         return result

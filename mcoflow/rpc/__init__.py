@@ -6,33 +6,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mcoflow.rpc.client import (
-        NO_RESPONSE,
-        HostResult,
-        NoResponse,
-        ReplyCallback,
-        RpcClient,
-        RpcResult,
-        RpcStats,
-        batches,
-    )
+    from mcoflow.rpc.client import ReplyCallback, RpcClient
     from mcoflow.rpc.envelope import open_replies, open_reply, open_request, seal
     from mcoflow.rpc.filters import FactFilter, Filter
     from mcoflow.rpc.messages import (
-        MAX_MESSAGE_BYTES,
         MessageError,
         Reply,
         Request,
         StatusCode,
         build_reply,
         build_request,
-        encode_message,
-        encode_reply_batch,
-        parse_replies,
-        parse_reply,
-        parse_request,
     )
-    from mcoflow.rpc.responder import ActionFunc, HostProfile, Outcome, Refusal, Responder
     from mcoflow.rpc.security import (
         ReplayGuard,
         SecurityError,
@@ -49,13 +33,10 @@ if TYPE_CHECKING:
 # command line, the engine's actions) does not load the client, the signing and the
 # transports.
 _NAMES_BY_MODULE = {
-    "client": "NO_RESPONSE HostResult NoResponse ReplyCallback "
-    "RpcClient RpcResult RpcStats batches",
+    "client": "ReplyCallback RpcClient",
     "envelope": "open_replies open_reply open_request seal",
     "filters": "FactFilter Filter",
-    "messages": "MAX_MESSAGE_BYTES MessageError Reply Request StatusCode build_reply "
-    "build_request encode_message encode_reply_batch parse_replies parse_reply parse_request",
-    "responder": "ActionFunc HostProfile Outcome Refusal Responder",
+    "messages": "MessageError Reply Request StatusCode build_reply build_request",
     "security": "ReplayGuard SecurityError Signer "
     "Verifier generate_keypair load_private_key load_public_key",
     "transport": "Handler Subscription Transport TransportError",
@@ -78,49 +59,35 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "MAX_MESSAGE_BYTES",
-    "NO_RESPONSE",
-    "ActionFunc",
-    "FactFilter",
+    # calling hosts: whom to ask, what, and the answers
     "Filter",
-    "Handler",
-    "HostProfile",
-    "HostResult",
-    "MemoryBroker",
-    "MemoryTransport",
-    "MessageError",
-    "NoResponse",
-    "Outcome",
-    "Refusal",
-    "ReplayGuard",
-    "Reply",
-    "ReplyCallback",
+    "FactFilter",
+    "build_request",
     "Request",
-    "Responder",
-    "RpcClient",
-    "RpcResult",
-    "RpcStats",
-    "SecurityError",
-    "Signer",
+    "Reply",
     "StatusCode",
-    "Subscription",
+    "MessageError",
+    "RpcClient",
+    "ReplyCallback",
+    # transports: connecting to a broker, or implementing one
+    "transport_from_url",
     "Transport",
     "TransportError",
+    "MemoryBroker",
+    "MemoryTransport",
+    "Subscription",
+    "Handler",
+    # signing and checking messages: keys, envelopes, the host's replay guard
+    "Signer",
     "Verifier",
-    "batches",
-    "build_reply",
-    "build_request",
-    "encode_message",
-    "encode_reply_batch",
+    "SecurityError",
     "generate_keypair",
     "load_private_key",
     "load_public_key",
-    "open_replies",
-    "open_reply",
-    "open_request",
-    "parse_replies",
-    "parse_reply",
-    "parse_request",
     "seal",
-    "transport_from_url",
+    "open_request",
+    "open_reply",
+    "open_replies",
+    "build_reply",
+    "ReplayGuard",
 ]

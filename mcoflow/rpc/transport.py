@@ -1,4 +1,5 @@
-"""The one small interface every transport (memory, AMQP, NATS) implements.
+"""The one small interface every transport (memory, AMQP, NATS) implements, and the
+helpers they share.
 
 Delivery contract: a message is acknowledged to the broker only after the handler
 returned without raising, so a consumer can commit what it received first. When
@@ -10,10 +11,21 @@ by (request id, sender) at the caller.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
-__all__ = ["Handler", "ReconnectListener", "Subscription", "Transport", "TransportError"]
+__all__ = [
+    "Handler",
+    "ReconnectListener",
+    "ReconnectListeners",
+    "Subscription",
+    "Transport",
+    "TransportError",
+    "cancel_tasks",
+]
 
 Handler = Callable[[bytes], Awaitable[None]]
 ReconnectListener = Callable[[], Awaitable[None]]
@@ -40,7 +52,6 @@ class Transport(ABC):
     @abstractmethod
     def connected(self) -> bool: ...
 
-    @abstractmethod
     async def publish_request(
         self,
         envelope: bytes,
@@ -54,6 +65,26 @@ class Transport(ABC):
         serving ``agent`` (each host applies the filter); otherwise one copy goes to
         each named host's own queue, kept for it while it is away. ``ttl`` (seconds)
         lets the broker drop it once the request has expired anyway."""
+        if identities is None:
+            await self._publish_broadcast(envelope, collective, agent, ttl)
+        elif len(identities) == 1:  # the usual case: no task for gather to wrap it in
+            await self._publish_direct(envelope, collective, identities[0], ttl)
+        else:
+            await asyncio.gather(
+                *(self._publish_direct(envelope, collective, i, ttl) for i in identities)
+            )
+
+    @abstractmethod
+    async def _publish_broadcast(
+        self, envelope: bytes, collective: str, agent: str, ttl: float | None
+    ) -> None:
+        """Send one request to every host of ``collective`` serving ``agent``."""
+
+    @abstractmethod
+    async def _publish_direct(
+        self, envelope: bytes, collective: str, identity: str, ttl: float | None
+    ) -> None:
+        """Send one request to the queue of the host ``identity``."""
 
     @abstractmethod
     async def publish_reply(self, envelope: bytes, *, reply_to: str) -> None:
@@ -104,3 +135,43 @@ class Transport(ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def cancel_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has finished."""
+    cancelled = list(tasks)
+    for task in cancelled:
+        task.cancel()
+    await asyncio.gather(*cancelled, return_exceptions=True)
+
+
+class ReconnectListeners:
+    """What ``Transport.on_reconnect`` registered, for a broker client that awaits its
+    reconnection callback: a listener that publishes must not hold the reconnection
+    up, so each runs in a task of its own, and its failure is logged to ``log``."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._listeners: list[ReconnectListener] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def add(self, listener: ReconnectListener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def notify(self) -> None:
+        loop = asyncio.get_running_loop()
+        for listener in list(self._listeners):
+            task = loop.create_task(self._call(listener))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _call(self, listener: ReconnectListener) -> None:
+        try:
+            await listener()
+        except Exception:
+            self._log.exception("reconnect listener %r failed", listener)
+
+    async def cancel(self) -> None:
+        """Stop the listeners still running."""
+        await cancel_tasks(self._tasks)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Sec
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials
 
-from mcoflow.engine import PlanFilter, PlanResult, PlanState, World
+from mcoflow.engine import Plan, PlanFilter, PlanResult, PlanState, World
 from mcoflow.engine.child_status import HostFilter, statuses_named
 from mcoflow.engine.display import step_titles
 from mcoflow.web.auth import api_user, bearer
@@ -47,6 +47,8 @@ DETAIL_HOSTS = 100
 MAX_HOST_PAGE = 1000
 
 PlanId = Annotated[str, Path(min_length=1, max_length=100, description="the plan's id")]
+# a World method on one plan, by someone: resume, skip_failed, cancel
+PlanOperation = Callable[..., Awaitable[Plan]]
 StepIdx = Annotated[int, Path(ge=0, le=2**31, description="the step's index in its plan")]
 
 
@@ -138,18 +140,7 @@ writes = APIRouter(
     summary="Trigger a job (install, uninstall, restart, install-and-restart)",
 )
 async def trigger(body: TriggerIn, request: Request, user: User) -> PlanOut:
-    plan = await _jobs(request).trigger(
-        body.kind,
-        hosts=body.hosts,
-        filter=body.filter,
-        parameter=body.parameter,
-        concurrency=body.concurrency,
-        batch_size=body.batch_size,
-        max_failures=body.max_failures,
-        start_at=body.start_at,
-        start_before=body.start_before,
-        by=user,
-    )
+    plan = await _jobs(request).start(body, by=user)
     return PlanOut.of(plan)
 
 
@@ -248,14 +239,22 @@ async def plan_hosts(
     )
 
 
-@writes.post(
-    "/plans/{plan_id}/resume",
-    response_model=PlanOut,
-    responses=_errors(403, 404, 409, 422),
-    summary="Run a paused plan's failed steps again",
-)
-async def resume(plan_id: PlanId, request: Request, user: User) -> PlanOut:
-    return PlanOut.of(await _world(request).resume(plan_id, by=user))
+def _plan_operation(name: str, operation: PlanOperation, summary: str) -> None:
+    """``POST /plans/{plan_id}/NAME``: ``operation`` on the plan, by the caller."""
+
+    async def operate(plan_id: PlanId, request: Request, user: User) -> PlanOut:
+        return PlanOut.of(await operation(_world(request), plan_id, by=user))
+
+    operate.__name__ = name.replace("-", "_")  # the route's name and operationId
+    writes.post(
+        f"/plans/{{plan_id}}/{name}",
+        response_model=PlanOut,
+        responses=_errors(403, 404, 409, 422),
+        summary=summary,
+    )(operate)
+
+
+_plan_operation("resume", World.resume, "Run a paused plan's failed steps again")
 
 
 @writes.post(
@@ -268,24 +267,12 @@ async def skip(plan_id: PlanId, idx: StepIdx, request: Request, user: User) -> P
     return PlanOut.of(await _world(request).skip(plan_id, idx, by=user))
 
 
-@writes.post(
-    "/plans/{plan_id}/skip-failed",
-    response_model=PlanOut,
-    responses=_errors(403, 404, 409, 422),
-    summary="Skip every failed step of a plan (a fleet's failed host): it goes on",
+_plan_operation(
+    "skip-failed",
+    World.skip_failed,
+    "Skip every failed step of a plan (a fleet's failed host): it goes on",
 )
-async def skip_failed(plan_id: PlanId, request: Request, user: User) -> PlanOut:
-    return PlanOut.of(await _world(request).skip_failed(plan_id, by=user))
-
-
-@writes.post(
-    "/plans/{plan_id}/cancel",
-    response_model=PlanOut,
-    responses=_errors(403, 404, 409, 422),
-    summary="Cancel a plan",
-)
-async def cancel(plan_id: PlanId, request: Request, user: User) -> PlanOut:
-    return PlanOut.of(await _world(request).cancel(plan_id, by=user))
+_plan_operation("cancel", World.cancel, "Cancel a plan")
 
 
 @writes.post(

@@ -14,8 +14,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# hosts one job request may name (API and form); more: one request per part, or a filter
-MAX_HOSTS_PER_REQUEST = 100_000
+from mcoflow.job_request import MAX_HOSTS_PER_REQUEST
+
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 

@@ -51,18 +51,33 @@ async def _operate(
     return RedirectResponse(f"/plans/{result.id}?done={done}", status_code=303)
 
 
-@router.post("/plans/{plan_id}/resume")
-async def resume(request: Request, plan_id: str, user: User, confirmed: Confirmed = "") -> Response:
-    world: World = request.app.state.world
-    return await _operate(
-        request,
-        plan_id,
-        confirmed,
-        question="Resume this plan? Its failed steps run again.",
-        button="Resume",
-        done="resumed",
-        work=lambda: world.resume(plan_id, by=user),
-    )
+def _plan_button(
+    name: str, operation: Callable[..., Awaitable[Plan]], question: str, button: str, done: str
+) -> None:
+    """``POST /plans/{plan_id}/NAME``: ``operation`` (a World method) on the plan, once
+    confirmed."""
+
+    async def operate(
+        request: Request, plan_id: str, user: User, confirmed: Confirmed = ""
+    ) -> Response:
+        world: World = request.app.state.world
+        return await _operate(
+            request,
+            plan_id,
+            confirmed,
+            question=question,
+            button=button,
+            done=done,
+            work=lambda: operation(world, plan_id, by=user),
+        )
+
+    operate.__name__ = name
+    router.post(f"/plans/{{plan_id}}/{name}")(operate)
+
+
+_plan_button(
+    "resume", World.resume, "Resume this plan? Its failed steps run again.", "Resume", "resumed"
+)
 
 
 @router.post("/plans/{plan_id}/steps/{idx}/skip")
@@ -109,18 +124,13 @@ async def skip_host(
     )
 
 
-@router.post("/plans/{plan_id}/cancel")
-async def cancel(request: Request, plan_id: str, user: User, confirmed: Confirmed = "") -> Response:
-    world: World = request.app.state.world
-    return await _operate(
-        request,
-        plan_id,
-        confirmed,
-        question="Cancel this plan? Steps not started yet will not run.",
-        button="Cancel plan",
-        done="cancelled",
-        work=lambda: world.cancel(plan_id, by=user),
-    )
+_plan_button(
+    "cancel",
+    World.cancel,
+    "Cancel this plan? Steps not started yet will not run.",
+    "Cancel plan",
+    "cancelled",
+)
 
 
 @router.post("/plans/{plan_id}/rerun-failed")

@@ -1,40 +1,23 @@
 """What the web layer needs from the operator's actions (``mcoflow.actions.Jobs``).
 
 The web app depends on this Protocol, not on ``Jobs``, so it can be tested on the
-engine alone with a fake. Input errors are the actions' own ``JobInputError``, so
-whatever ``Jobs`` rejects is shown next to the form field it names.
+engine alone with a fake. Requests and input errors are the neutral ``job_request``
+module's, so whatever ``Jobs`` rejects is shown next to the form field it names.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal, Protocol, get_args
+from typing import Protocol
 
-from mcoflow.actions.parameters import JobInputError
 from mcoflow.engine import Plan
 from mcoflow.engine.store import HostRecord
+from mcoflow.job_request import JobInputError, JobKind, JobRequest
 
-__all__ = ["JOB_KINDS", "JobInputError", "JobKind", "JobsPort"]
-
-JobKind = Literal["install", "uninstall", "restart", "install-and-restart"]
-JOB_KINDS: tuple[JobKind, ...] = get_args(JobKind)
+__all__ = ["JobInputError", "JobKind", "JobRequest", "JobsPort"]
 
 
 class JobsPort(Protocol):
-    async def trigger(
-        self,
-        kind: str,
-        *,
-        hosts: list[str],
-        filter: str | None,
-        parameter: str,
-        concurrency: int | None,
-        batch_size: str | None,
-        max_failures: str | None,
-        by: str,
-        start_at: datetime | float | None = None,
-        start_before: datetime | float | None = None,
-    ) -> Plan:
+    async def start(self, request: JobRequest, *, by: str) -> Plan:
         """Plan and start a job on one host (a plain plan) or many (a fleet plan with
         one child plan per host); with ``start_at``/``start_before`` a delayed plan (state
         scheduled) that starts then. Raises JobInputError for input the operator must fix

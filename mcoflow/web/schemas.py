@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mcoflow.engine import ExecutorInfo, HistoryEntry, Plan, PlanResult, PlanState, Step, StepState
+from mcoflow.engine import PlanResult, PlanState, Step, StepState
 from mcoflow.engine.child_status import ChildCounts
 from mcoflow.engine.display import summary_text
-from mcoflow.engine.store import ChildRow, HostRecord
-from mcoflow.web.limits import MAX_HOSTS_PER_REQUEST
-from mcoflow.web.ports import JobKind
+from mcoflow.engine.store import ChildRow
+from mcoflow.job_request import JobRequest
 
 
 class ErrorOut(BaseModel):
@@ -21,52 +19,21 @@ class ErrorOut(BaseModel):
     field: str | None = Field(default=None, description="the input field at fault, if one is")
 
 
-HostName = Annotated[str, Field(min_length=1, max_length=255)]
-HOST_COUNT = r"^[0-9]{1,9}%?$"
+class OfRecord(BaseModel):
+    """A response that is the engine's record of the same field names."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    @classmethod
+    def of(cls, record: Any) -> Self:
+        return cls.model_validate(record)
 
 
-class TriggerIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a misspelled limit must not be ignored
-
-    kind: JobKind
-    hosts: list[HostName] = Field(
-        default_factory=list,
-        max_length=MAX_HOSTS_PER_REQUEST,
-        description=f"host identities, at most {MAX_HOSTS_PER_REQUEST} (more: several jobs, "
-        "or a filter); empty if `filter` is given",
-    )
-    filter: str | None = Field(
-        default=None, max_length=1000, description="select hosts by discovery instead"
-    )
-    parameter: str = Field(
-        min_length=1,
-        max_length=10_000,
-        description="packages or services, comma separated; install-and-restart: "
-        "'pkg1,pkg2;svc1,svc2' (services optional)",
-    )
-    concurrency: int | None = Field(
-        default=None, ge=1, le=1_000_000, description="hosts at once (fleet)"
-    )
-    batch_size: str | None = Field(
-        default=None, pattern=HOST_COUNT, description="hosts per batch: N or N%"
-    )
-    max_failures: str | None = Field(
-        default=None,
-        pattern=HOST_COUNT,
-        description="failed hosts (N or N%) before the rest is cancelled",
-    )
-    start_at: datetime | None = Field(
-        default=None,
-        description="start the job later, at this ISO 8601 time (the server's local time "
-        "unless it carries an offset); not in the past",
-    )
-    start_before: datetime | None = Field(
-        default=None,
-        description="give the job up (result error) if it has not started by then; after start_at",
-    )
+class TriggerIn(JobRequest):
+    pass  # the API's name for a JobRequest (its schema's name)
 
 
-class PlanOut(BaseModel):
+class PlanOut(OfRecord):
     id: str
     action: str
     label: str
@@ -86,24 +53,10 @@ class PlanOut(BaseModel):
         default=None, description="a delayed plan not started by then ends with an error"
     )
 
+    @field_validator("progress", mode="before")
     @classmethod
-    def of(cls, plan: Plan) -> PlanOut:
-        return cls(
-            id=plan.id,
-            action=plan.action,
-            label=plan.label,
-            state=plan.state,
-            result=plan.result,
-            progress=min(1.0, max(0.0, plan.progress)),
-            error=plan.error,
-            parent_plan_id=plan.parent_plan_id,
-            created_at=plan.created_at,
-            started_at=plan.started_at,
-            ended_at=plan.ended_at,
-            duration=plan.duration,
-            start_at=plan.start_at,
-            start_before=plan.start_before,
-        )
+    def _within_bounds(cls, value: float) -> float:
+        return min(1.0, max(0.0, value))
 
 
 class StepErrorOut(BaseModel):
@@ -157,15 +110,11 @@ class StepOut(BaseModel):
         )
 
 
-class HistoryOut(BaseModel):
+class HistoryOut(OfRecord):
     at: float
     what: str
     detail: str | None
     by: str
-
-    @classmethod
-    def of(cls, entry: HistoryEntry) -> HistoryOut:
-        return cls(at=entry.at, what=entry.what, detail=entry.detail, by=entry.by)
 
 
 class HostResultOut(BaseModel):
@@ -239,7 +188,7 @@ class PlanPageOut(BaseModel):
     limit: int
 
 
-class ExecutorOut(BaseModel):
+class ExecutorOut(OfRecord):
     id: str
     host: str
     pid: int
@@ -247,24 +196,13 @@ class ExecutorOut(BaseModel):
     heartbeat_at: float
     claimed_steps: int
 
-    @classmethod
-    def of(cls, info: ExecutorInfo) -> ExecutorOut:
-        return cls(
-            id=info.id,
-            host=info.host,
-            pid=info.pid,
-            started_at=info.started_at,
-            heartbeat_at=info.heartbeat_at,
-            claimed_steps=info.claimed_steps,
-        )
-
 
 class ExecutorsOut(BaseModel):
     broker: str = Field(description="the broker connection's state")
     executors: list[ExecutorOut]
 
 
-class HostOut(BaseModel):
+class HostOut(OfRecord):
     identity: str
     facts: dict[str, Any] = Field(description="as the host last reported them")
     classes: list[str]
@@ -274,18 +212,6 @@ class HostOut(BaseModel):
     inventory_at: float | None = Field(
         description="when facts, classes and agents were reported; null: only seen answering"
     )
-
-    @classmethod
-    def of(cls, host: HostRecord) -> HostOut:
-        return cls(
-            identity=host.identity,
-            facts=dict(host.facts),
-            classes=list(host.classes),
-            agents=list(host.agents),
-            first_seen=host.first_seen,
-            last_seen=host.last_seen,
-            inventory_at=host.inventory_at,
-        )
 
 
 class HostsOut(BaseModel):

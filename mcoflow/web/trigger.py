@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -12,9 +11,10 @@ from starlette.responses import Response
 
 from mcoflow.actions.schedule import parse_time
 from mcoflow.engine import InputError
+from mcoflow.job_request import JobInputError, JobKind, JobRequest, parse_hosts
 from mcoflow.web.auth import page_user
 from mcoflow.web.csrf import require_csrf
-from mcoflow.web.ports import JOB_KINDS, JobInputError, JobsPort
+from mcoflow.web.ports import JobsPort
 from mcoflow.web.strict import known_form_only
 from mcoflow.web.templating import render
 
@@ -36,10 +36,6 @@ EMPTY_FORM = {
     "start_at": "",
     "start_before": "",
 }
-
-
-def split_hosts(text: str) -> list[str]:
-    return [h for h in re.split(r"[\s,]+", text.strip()) if h]
 
 
 def _page(
@@ -93,9 +89,9 @@ async def trigger(
     try:
         if jobs is None:
             raise JobInputError("kind", "this server has no job service (no broker configured)")
-        if kind not in JOB_KINDS:
+        if kind not in set(JobKind):
             raise JobInputError("kind", "press one of the four buttons")
-        names = [] if form["target"] == "filter" else split_hosts(hosts)
+        names = [] if form["target"] == "filter" else parse_hosts(hosts)
         host_filter = hosts.strip() if form["target"] == "filter" else None
         if not names and not host_filter:
             raise JobInputError("hosts", "enter one or more host names, or a filter")
@@ -104,8 +100,8 @@ async def trigger(
             if not concurrency.strip().isdigit() or int(concurrency) < 1:
                 raise JobInputError("concurrency", "a whole number of hosts, 1 or more")
             limit = int(concurrency)
-        plan = await jobs.trigger(
-            kind,
+        job = JobRequest.parse(
+            kind=kind,
             hosts=names,
             filter=host_filter,
             parameter=parameter.strip(),
@@ -116,8 +112,8 @@ async def trigger(
             start_before=(
                 parse_time(start_before, field="start_before") if start_before.strip() else None
             ),
-            by=user,
         )
+        plan = await jobs.start(job, by=user)
     except JobInputError as exc:
         field = "hosts" if exc.field == "filter" else exc.field
         return _page(request, form, {field: exc.message}, status=422)

@@ -4,7 +4,6 @@ host, which had started running it (its journal says *running*), runs it once mo
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 from mcoflow.actions import Install
@@ -13,19 +12,14 @@ from mcoflow.engine import PlanResult, StepState
 from mcoflow.orchestrator import build_orchestrator
 from mcoflow.settings import Settings
 from mcoflow.testing import assert_eventually
+from tests.embedded import orchestrator_settings
 
 HOST = "sim-00001"
 
 
 def _settings(tmp_path: Path) -> Settings:
-    return Settings(
-        database_url=f"sqlite:///{tmp_path / 'mcoflow.db'}",
-        transport_url=f"memory://{uuid.uuid4().hex}",  # a new process: a new broker
-        keys_dir=tmp_path / "keys",
-        state_dir=tmp_path,
-        poll_interval=0.05,
-        heartbeat_interval=0.5,
-    )
+    # a new in-process broker at each call: a new process, a new broker
+    return orchestrator_settings(f"sqlite:///{tmp_path / 'mcoflow.db'}", tmp_path)
 
 
 async def test_a_request_lost_with_the_process_is_sent_again_at_the_next_start(

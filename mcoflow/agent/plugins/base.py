@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from mcoflow.agent.facts import Facts
-from mcoflow.agent.interface import ActionInterface
-from mcoflow.agent.providers.base import PackageProvider, ServiceProvider
+from mcoflow.agent.interface import ActionInterface, InputSpec
+from mcoflow.agent.providers.base import MAX_NAME_LENGTH, PackageProvider, ServiceProvider
 
 
 class ActionFailed(Exception):
@@ -34,6 +35,16 @@ class HostContext:
     service_provider: ServiceProvider | None = None
     # One change at a time per host: package managers hold a global lock anyway.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+P = TypeVar("P", PackageProvider, ServiceProvider)
+
+
+def required_provider(host: HostContext, provider: P | None, kind: str) -> P:
+    """``provider`` of ``host``; an action needing one the host lacks fails."""
+    if provider is None:
+        raise ActionFailed(f"no {kind} provider on {host.identity}")
+    return provider
 
 
 Handler = Callable[[HostContext, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -85,3 +96,17 @@ def text_input(inputs: Mapping[str, Any], name: str) -> str:
 
 def optional_text(inputs: Mapping[str, Any], name: str) -> str | None:
     return text_input(inputs, name) if inputs.get(name) is not None else None
+
+
+def provider_checked_input(
+    name: str, rule: re.Pattern[str], description: str, *, required: bool = True
+) -> InputSpec:
+    """A text input refused by the same rule (pattern and length) as the providers refuse
+    it, so a bad name is a reply's INVALID_DATA, never a command."""
+    return InputSpec(
+        name,
+        required=required,
+        pattern=rule.pattern,
+        max_length=MAX_NAME_LENGTH,
+        description=description,
+    )

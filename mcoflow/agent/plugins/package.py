@@ -8,7 +8,8 @@ installed package to the newest version, which a second run leaves as it is. A r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from mcoflow.agent.interface import ActionInterface, FieldType, InputSpec, OutputSpec
@@ -18,10 +19,11 @@ from mcoflow.agent.plugins.base import (
     AgentAction,
     HostContext,
     optional_text,
+    provider_checked_input,
+    required_provider,
     text_input,
 )
 from mcoflow.agent.providers.base import (
-    MAX_NAME_LENGTH,
     PACKAGE_NAME,
     PACKAGE_VERSION,
     PackageProvider,
@@ -29,15 +31,12 @@ from mcoflow.agent.providers.base import (
     PackageStatus,
 )
 
-PACKAGE_INPUT = InputSpec(
-    "package", pattern=PACKAGE_NAME.pattern, max_length=MAX_NAME_LENGTH, description="package name"
-)
-VERSION_INPUT = InputSpec(
+PACKAGE_INPUT = provider_checked_input("package", PACKAGE_NAME, "package name")
+VERSION_INPUT = provider_checked_input(
     "version",
+    PACKAGE_VERSION,
+    "exact version to install; the newest when absent",
     required=False,
-    pattern=PACKAGE_VERSION.pattern,
-    max_length=MAX_NAME_LENGTH,
-    description="exact version to install; the newest when absent",
 )
 OUTPUTS = (
     OutputSpec("ensure", default="unknown", description="installed, absent or config-files"),
@@ -78,52 +77,24 @@ class PackageAgent(Agent):
 
     async def install(self, host: HostContext, inputs: dict[str, Any]) -> dict[str, Any]:
         package, version = text_input(inputs, "package"), optional_text(inputs, "version")
-        provider = _provider(host)
-        async with host.lock:
-            before = await provider.status(package)
-            if before.installed and version in (None, before.version):
-                return _outputs(provider, before, changed=False, output="already installed")
-            output = await provider.install(package, version)
-            after = await provider.status(package)
+        applied = await _apply(
+            host,
+            package,
+            already=lambda s: s.installed and version in (None, s.version),
+            already_says="already installed",
+            change=lambda provider: provider.install(package, version),
+        )
+        after = applied.after
         if not after.installed or (version is not None and after.version != version):
             wanted = package if version is None else f"{package} {version}"
-            raise ActionFailed(
-                f"{wanted} is not installed after the install",
-                _outputs(provider, after, changed=after != before, output=output),
-            )
-        return _outputs(provider, after, changed=after != before, output=output)
+            raise ActionFailed(f"{wanted} is not installed after the install", applied.outputs())
+        return applied.outputs()
 
     async def uninstall(self, host: HostContext, inputs: dict[str, Any]) -> dict[str, Any]:
-        package = text_input(inputs, "package")
-        provider = _provider(host)
-        async with host.lock:
-            before = await provider.status(package)
-            if not before.installed:
-                return _outputs(provider, before, changed=False, output="not installed")
-            output = await provider.uninstall(package)
-            after = await provider.status(package)
-        if after.installed:
-            raise ActionFailed(
-                f"{package} is still installed after the uninstall",
-                _outputs(provider, after, changed=False, output=output),
-            )
-        return _outputs(provider, after, changed=True, output=output)
+        return await _remove(host, text_input(inputs, "package"), purge=False)
 
     async def purge(self, host: HostContext, inputs: dict[str, Any]) -> dict[str, Any]:
-        package = text_input(inputs, "package")
-        provider = _provider(host)
-        async with host.lock:
-            before = await provider.status(package)
-            if before.state is PackageState.ABSENT:
-                return _outputs(provider, before, changed=False, output="not installed")
-            output = await provider.purge(package)
-            after = await provider.status(package)
-        if after.state is not PackageState.ABSENT:
-            raise ActionFailed(
-                f"{package} is still {after.state.value} after the purge",
-                _outputs(provider, after, changed=after != before, output=output),
-            )
-        return _outputs(provider, after, changed=True, output=output)
+        return await _remove(host, text_input(inputs, "package"), purge=True)
 
     async def update(self, host: HostContext, inputs: dict[str, Any]) -> dict[str, Any]:
         package = text_input(inputs, "package")
@@ -146,9 +117,64 @@ class PackageAgent(Agent):
 
 
 def _provider(host: HostContext) -> PackageProvider:
-    if host.package_provider is None:
-        raise ActionFailed(f"no package provider on {host.identity}")
-    return host.package_provider
+    return required_provider(host, host.package_provider, "package")
+
+
+async def _remove(host: HostContext, package: str, *, purge: bool) -> dict[str, Any]:
+    """Uninstall (the configuration files may stay) or purge (nothing stays)."""
+
+    def gone(status: PackageStatus) -> bool:
+        return status.state is PackageState.ABSENT if purge else not status.installed
+
+    applied = await _apply(
+        host,
+        package,
+        already=gone,
+        already_says="not installed",
+        change=lambda provider: provider.purge(package) if purge else provider.uninstall(package),
+    )
+    if not gone(applied.after):
+        verb = "purge" if purge else "uninstall"
+        # A failed uninstall reports no change; a failed purge may have removed the package.
+        raise ActionFailed(
+            f"{package} is still {applied.after.state.value} after the {verb}",
+            applied.outputs() if purge else applied.outputs(changed=False),
+        )
+    return applied.outputs()
+
+
+@dataclass(frozen=True)
+class _Applied:
+    """A change brought about under the host's lock, or found already done."""
+
+    provider: PackageProvider
+    before: PackageStatus
+    after: PackageStatus
+    output: str
+
+    def outputs(self, *, changed: bool | None = None) -> dict[str, Any]:
+        """The action's outputs; ``changed`` is whether the status moved, unless given."""
+        moved = self.after != self.before if changed is None else changed
+        return _outputs(self.provider, self.after, changed=moved, output=self.output)
+
+
+async def _apply(
+    host: HostContext,
+    package: str,
+    *,
+    already: Callable[[PackageStatus], bool],
+    already_says: str,
+    change: Callable[[PackageProvider], Awaitable[str]],
+) -> _Applied:
+    """Run ``change`` unless the package is ``already`` where it would bring it (then
+    nothing runs and the output is ``already_says``)."""
+    provider = _provider(host)
+    async with host.lock:
+        before = await provider.status(package)
+        if already(before):
+            return _Applied(provider, before, before, already_says)
+        output = await change(provider)
+        return _Applied(provider, before, await provider.status(package), output)
 
 
 def _outputs(

@@ -11,18 +11,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mcoflow.agent.interface import ActionInterface, FieldType, InputSpec, OutputSpec
-from mcoflow.agent.plugins.base import ActionFailed, Agent, AgentAction, HostContext, text_input
-from mcoflow.agent.providers.base import (
-    MAX_NAME_LENGTH,
-    SERVICE_NAME,
-    ServiceProvider,
-    ServiceState,
+from mcoflow.agent.interface import ActionInterface, FieldType, OutputSpec
+from mcoflow.agent.plugins.base import (
+    ActionFailed,
+    Agent,
+    AgentAction,
+    HostContext,
+    provider_checked_input,
+    required_provider,
+    text_input,
 )
+from mcoflow.agent.providers.base import SERVICE_NAME, ServiceProvider, ServiceState
 
-SERVICE_INPUT = InputSpec(
-    "service", pattern=SERVICE_NAME.pattern, max_length=MAX_NAME_LENGTH, description="service name"
-)
+SERVICE_INPUT = provider_checked_input("service", SERVICE_NAME, "service name")
 OUTPUTS = (
     OutputSpec("status", default="unknown", description="running or stopped"),
     OutputSpec("changed", FieldType.BOOLEAN, default=False),
@@ -93,9 +94,7 @@ class ServiceAgent(Agent):
 
 
 def _provider(host: HostContext) -> ServiceProvider:
-    if host.service_provider is None:
-        raise ActionFailed(f"no service provider on {host.identity}")
-    return host.service_provider
+    return required_provider(host, host.service_provider, "service")
 
 
 def _outputs(

@@ -59,24 +59,28 @@ Which = Callable[[str], str | None]
 
 
 def detect_package_provider(
-    choice: PackageChoice = PackageChoice.AUTO, *, which: Which = shutil.which
+    choice: PackageChoice = PackageChoice.AUTO,
+    *,
+    which: Which = shutil.which,
+    time_limit: float | None = None,
 ) -> PackageProvider | None:
-    """The provider asked for, or the OS's own one for AUTO (None when there is none)."""
+    """The provider asked for, or the OS's own one for AUTO (None when there is none);
+    ``time_limit`` per change command, the provider's own default when None."""
     if choice is PackageChoice.SIMULATED:
         raise ValueError("the simulated provider is made per identity from a SimulatedFleet")
     if choice is PackageChoice.APT:
-        return AptProvider()
+        return AptProvider(time_limit=time_limit)
     if choice in (PackageChoice.DNF, PackageChoice.YUM):
-        return DnfProvider(choice.value)
+        return DnfProvider(choice.value, time_limit=time_limit)
     if choice is PackageChoice.NONE:
         return None
     if which("dpkg-query") and which("apt-get"):
-        return AptProvider()
+        return AptProvider(time_limit=time_limit)
     if which("rpm"):
         if which("dnf"):
-            return DnfProvider("dnf")
+            return DnfProvider("dnf", time_limit=time_limit)
         if which("yum"):
-            return DnfProvider("yum")
+            return DnfProvider("yum", time_limit=time_limit)
     return None
 
 
@@ -93,18 +97,19 @@ def detect_service_provider(
     which: Which = shutil.which,
     pid1_comm: Path = Path("/proc/1/comm"),
     init_dir: Path = Path("/etc/init.d"),
+    time_limit: float | None = None,
 ) -> ServiceProvider | None:
     if choice is ServiceChoice.SIMULATED:
         raise ValueError("the simulated provider is made per identity from a SimulatedFleet")
     if choice is ServiceChoice.SYSTEMD:
-        return SystemdProvider()
+        return SystemdProvider(time_limit=time_limit)
     if choice is ServiceChoice.SYSV:
-        return SysVProvider(init_dir=init_dir)
+        return SysVProvider(init_dir=init_dir, time_limit=time_limit)
     if choice is ServiceChoice.NONE:
         return None
     # systemctl exists in many containers where systemd is not running: ask PID 1.
     if pid1_is_systemd(pid1_comm) and which("systemctl"):
-        return SystemdProvider()
+        return SystemdProvider(time_limit=time_limit)
     if init_dir.is_dir():
-        return SysVProvider(init_dir=init_dir)
+        return SysVProvider(init_dir=init_dir, time_limit=time_limit)
     return None

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mcoflow.agent.command import CommandResult, CommandRunner, run_command
 from mcoflow.agent.providers.base import (
+    CommandProvider,
     PackageProvider,
     PackageState,
     PackageStatus,
     ProviderError,
     check_package_name,
     check_package_version,
-    require_root,
 )
 
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "APT_LISTCHANGES_FRONTEND": "none"}
@@ -31,19 +30,9 @@ APT_GET = (
 STATUS_FORMAT = "${db:Status-Abbrev}\t${Version}\t${Architecture}\n"
 
 
-class AptProvider(PackageProvider):
+class AptProvider(CommandProvider, PackageProvider):
     name = "apt"
-
-    def __init__(
-        self,
-        *,
-        runner: CommandRunner = run_command,
-        time_limit: float = 900.0,
-        check_root: bool = True,
-    ) -> None:
-        self._run = runner
-        self._time_limit = time_limit
-        self._check_root = check_root
+    TIME_LIMIT = 900.0
 
     async def status(self, package: str) -> PackageStatus:
         check_package_name(package)
@@ -79,12 +68,7 @@ class AptProvider(PackageProvider):
         return await self._apt(("install", "--only-upgrade", "--", package), f"update {package}")
 
     async def _apt(self, args: Sequence[str], what: str) -> str:
-        if self._check_root:
-            require_root(what)
-        result: CommandResult = await self._run((*APT_GET, *args), self._time_limit, APT_ENV)
-        if not result.ok:
-            raise ProviderError(f"{what} failed (apt-get exit {result.returncode})", result.output)
-        return result.output
+        return await self._execute((*APT_GET, *args), what, tool="apt-get", env=APT_ENV)
 
 
 def parse_dpkg_status(package: str, stdout: str) -> PackageStatus:

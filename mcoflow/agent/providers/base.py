@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import ClassVar
+
+from mcoflow.agent.command import CommandRunner, run_command
 
 PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]*")
 # Debian versions may carry an epoch and "~"; RPM versions "-release". No spaces, no options.
@@ -70,6 +74,42 @@ def require_root(what: str) -> None:
         raise ProviderError(f"{what} needs root: the agent runs as uid {os.geteuid()}")
 
 
+class CommandProvider:
+    """What the providers that run OS commands share: the runner, a time limit per
+    command, the root check before a change, and a failed command as a ProviderError."""
+
+    TIME_LIMIT: ClassVar[float] = 120.0
+
+    def __init__(
+        self,
+        *,
+        runner: CommandRunner = run_command,
+        time_limit: float | None = None,
+        check_root: bool = True,
+    ) -> None:
+        self._run = runner
+        self._time_limit = self.TIME_LIMIT if time_limit is None else time_limit
+        self._check_root = check_root
+
+    async def _execute(
+        self,
+        argv: Sequence[str],
+        what: str,
+        *,
+        tool: str | None,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
+        """Run a change (as root unless told not to check); its output, or ProviderError
+        naming ``what`` and the exit code of ``tool``."""
+        if self._check_root:
+            require_root(what)
+        result = await self._run(argv, self._time_limit, env)
+        if not result.ok:
+            exit_of = "exit" if tool is None else f"{tool} exit"
+            raise ProviderError(f"{what} failed ({exit_of} {result.returncode})", result.output)
+        return result.output
+
+
 class PackageProvider(ABC):
     name: str
 
@@ -105,3 +145,26 @@ class ServiceProvider(ABC):
 
     @abstractmethod
     async def restart(self, service: str) -> str: ...
+
+
+class CommandServiceProvider(CommandProvider, ServiceProvider):
+    """A service provider whose changes are one command each, built by ``_argv``."""
+
+    TOOL: ClassVar[str | None] = None  # named in a failure's exit code
+
+    @abstractmethod
+    def _argv(self, service: str, action: str) -> tuple[str, ...]:
+        """The command for ``action``; validates ``service`` first."""
+
+    async def start(self, service: str) -> str:
+        return await self._change(service, "start")
+
+    async def stop(self, service: str) -> str:
+        return await self._change(service, "stop")
+
+    async def restart(self, service: str) -> str:
+        return await self._change(service, "restart")
+
+    async def _change(self, service: str, action: str) -> str:
+        argv = self._argv(service, action)
+        return await self._execute(argv, f"{action} {service}", tool=self.TOOL)

@@ -6,35 +6,35 @@ from collections.abc import Sequence
 
 from mcoflow.agent.command import CommandRunner, run_command
 from mcoflow.agent.providers.base import (
+    CommandProvider,
     PackageProvider,
     PackageState,
     PackageStatus,
     ProviderError,
     check_package_name,
     check_package_version,
-    require_root,
 )
 
 RPM_FORMAT = "%{EPOCHNUM}:%{VERSION}-%{RELEASE}\t%{ARCH}\n"
 
 
-class DnfProvider(PackageProvider):
+class DnfProvider(CommandProvider, PackageProvider):
     """dnf and yum take the same arguments for what the agent does; `tool` picks one."""
+
+    TIME_LIMIT = 900.0
 
     def __init__(
         self,
         tool: str = "dnf",
         *,
         runner: CommandRunner = run_command,
-        time_limit: float = 900.0,
+        time_limit: float | None = None,
         check_root: bool = True,
     ) -> None:
         if tool not in ("dnf", "yum"):
             raise ValueError(f"unknown rpm package tool {tool!r}")
+        super().__init__(runner=runner, time_limit=time_limit, check_root=check_root)
         self.name = tool
-        self._run = runner
-        self._time_limit = time_limit
-        self._check_root = check_root
 
     async def status(self, package: str) -> PackageStatus:
         check_package_name(package)
@@ -67,11 +67,4 @@ class DnfProvider(PackageProvider):
         return await self._tool(("upgrade", "--", package), f"update {package}")
 
     async def _tool(self, args: Sequence[str], what: str) -> str:
-        if self._check_root:
-            require_root(what)
-        result = await self._run((self.name, "-y", "-q", *args), self._time_limit, None)
-        if not result.ok:
-            raise ProviderError(
-                f"{what} failed ({self.name} exit {result.returncode})", result.output
-            )
-        return result.output
+        return await self._execute((self.name, "-y", "-q", *args), what, tool=self.name)

@@ -162,13 +162,17 @@ def read_stats(path: Path) -> dict[str, Any]:
     return document
 
 
-class SimulatedPackageProvider(PackageProvider):
+class _OnSimulatedHost:
+    """One identity of a simulated fleet, as its package and service providers see it."""
+
     name = "simulated"
 
     def __init__(self, fleet: SimulatedFleet, identity: str) -> None:
         self._fleet = fleet
         self._identity = identity
 
+
+class SimulatedPackageProvider(_OnSimulatedHost, PackageProvider):
     async def status(self, package: str) -> PackageStatus:
         check_package_name(package)
         version = self._fleet.host(self._identity).packages.get(package)
@@ -209,14 +213,8 @@ class SimulatedPackageProvider(PackageProvider):
         return f"simulated: updated {package}"
 
 
-class SimulatedServiceProvider(ServiceProvider):
+class SimulatedServiceProvider(_OnSimulatedHost, ServiceProvider):
     """Any valid service name exists; one not configured starts out stopped."""
-
-    name = "simulated"
-
-    def __init__(self, fleet: SimulatedFleet, identity: str) -> None:
-        self._fleet = fleet
-        self._identity = identity
 
     async def status(self, service: str) -> ServiceState:
         check_service_name(service)

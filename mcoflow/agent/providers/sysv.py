@@ -7,15 +7,14 @@ from pathlib import Path
 
 from mcoflow.agent.command import CommandRunner, run_command
 from mcoflow.agent.providers.base import (
+    CommandServiceProvider,
     ProviderError,
-    ServiceProvider,
     ServiceState,
     check_service_name,
-    require_root,
 )
 
 
-class SysVProvider(ServiceProvider):
+class SysVProvider(CommandServiceProvider):
     name = "sysv"
 
     def __init__(
@@ -23,14 +22,12 @@ class SysVProvider(ServiceProvider):
         *,
         init_dir: Path = Path("/etc/init.d"),
         runner: CommandRunner = run_command,
-        time_limit: float = 120.0,
+        time_limit: float | None = None,
         check_root: bool = True,
         use_service_command: bool | None = None,
     ) -> None:
+        super().__init__(runner=runner, time_limit=time_limit, check_root=check_root)
         self._init_dir = init_dir
-        self._run = runner
-        self._time_limit = time_limit
-        self._check_root = check_root
         if use_service_command is None:
             use_service_command = shutil.which("service") is not None
         self._use_service = use_service_command
@@ -48,23 +45,3 @@ class SysVProvider(ServiceProvider):
         result = await self._run(self._argv(service, "status"), self._time_limit, None)
         # LSB: 0 running, 3 not running; anything else is not a running service either.
         return ServiceState.RUNNING if result.ok else ServiceState.STOPPED
-
-    async def start(self, service: str) -> str:
-        return await self._change(service, "start")
-
-    async def stop(self, service: str) -> str:
-        return await self._change(service, "stop")
-
-    async def restart(self, service: str) -> str:
-        return await self._change(service, "restart")
-
-    async def _change(self, service: str, action: str) -> str:
-        argv = self._argv(service, action)
-        if self._check_root:
-            require_root(f"{action} {service}")
-        result = await self._run(argv, self._time_limit, None)
-        if not result.ok:
-            raise ProviderError(
-                f"{action} {service} failed (exit {result.returncode})", result.output
-            )
-        return result.output

@@ -10,11 +10,18 @@ stale views.
 - ``statements``: the bulk statements of the write path and the dialect's list parameters;
 - ``reads``: what the console, the CLI and the executor's loops read;
 - ``outbox``: claiming, publishing and republishing outbox messages;
-- ``maintenance``: fresh planner statistics for the busy tables (PostgreSQL);
 - ``children``: a plan's children (a fleet's hosts) a page at a time, with their counts;
 - ``hosts``: the host inventory, merged from discoveries and replies;
-- ``core``: ``Store``, with the write path (plans, claims, outcomes, events, operator
-  actions, sub-plans, executors, retention).
+- ``maintenance``: retention (deleting finished plans) and fresh planner statistics for
+  the busy tables (PostgreSQL);
+- ``writes``: the write core every write goes through (locking plans, settling their
+  fate, setting states, history, inserting events, waking steps);
+- ``plans``: inserting plans, claiming due plans, starting delayed plans and children;
+- ``steps``: claiming steps, committing their outcomes, ending a finalize phase;
+- ``events``: delivering events to steps;
+- ``commands``: the operator's resume, skip and cancel;
+- ``executors``: registering executors, heartbeats, releasing dead ones;
+- ``core``: ``Store``, made of all of the above.
 """
 
 from __future__ import annotations
@@ -22,12 +29,14 @@ from __future__ import annotations
 from mcoflow.engine.store.base import (
     WAKE_CHANNEL,
     InvalidOperation,
+    ListenLost,
     PlanNotFound,
     is_transient_error,
     normalize_url,
 )
 from mcoflow.engine.store.children import ChildPage, ChildRow
-from mcoflow.engine.store.core import ABNORMAL_TERMINATION, Store
+from mcoflow.engine.store.core import Store
+from mcoflow.engine.store.executors import ABNORMAL_TERMINATION
 from mcoflow.engine.store.hosts import HostInventory, HostRecord, HostSighting
 from mcoflow.engine.store.reads import Page, PlanFilter
 
@@ -40,6 +49,7 @@ __all__ = [
     "HostRecord",
     "HostSighting",
     "InvalidOperation",
+    "ListenLost",
     "Page",
     "PlanFilter",
     "PlanNotFound",

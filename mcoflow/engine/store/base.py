@@ -52,9 +52,6 @@ class StoreBase:
 
     def __init__(self, url: str, *, pool_size: int = 5) -> None:
         self.url = normalize_url(url)
-        # counts writes that made a plan due for its finalize phase: an executor that
-        # sees it grow across its own commit wakes its plan loop (else it just polls)
-        self.plan_work_marks = 0
         self.dialect = self.url.get_backend_name()
         self.notify_origin = uuid.uuid4().hex
         kwargs: dict[str, Any] = {}
@@ -147,6 +144,26 @@ class StoreBase:
     def listen_conninfo(self) -> str:
         return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
+    @asynccontextmanager
+    async def listen(self) -> AsyncIterator[AsyncIterator[None]]:
+        """LISTEN on a connection of its own (PostgreSQL) for the commits of other
+        processes that made work due (``_notify``); yields an iterator with one item per
+        such commit. Raises ``ListenLost`` when the connection fails or is lost."""
+        import psycopg  # PostgreSQL only
+
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.listen_conninfo(), autocommit=True)
+            async with conn:
+                await conn.execute(f"LISTEN {WAKE_CHANNEL}")
+                yield self._wakeups(conn)
+        except psycopg.OperationalError as exc:
+            raise ListenLost(str(exc)) from exc
+
+    async def _wakeups(self, conn: Any) -> AsyncIterator[None]:
+        async for notify in conn.notifies():
+            if notify.payload != self.notify_origin:  # else already woken in-process
+                yield None
+
     async def _retrying(self, fn: Any, *args: Any) -> Any:
         """Run ``fn(conn, *args)`` in a write transaction, retrying deadlocks."""
         for attempt in range(8):
@@ -209,6 +226,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 class InvalidOperation(RuntimeError):
     """An operator action that does not apply to the plan's current state."""
+
+
+class ListenLost(ConnectionError):
+    """The connection that listened for other processes' commits failed."""
 
 
 class PlanNotFound(LookupError):

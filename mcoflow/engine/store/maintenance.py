@@ -1,19 +1,22 @@
-"""Fresh planner statistics for the engine's busy tables (PostgreSQL).
+"""Upkeep of the engine's tables: deleting finished plans past their retention, and
+fresh planner statistics for the busy tables (PostgreSQL).
 
 A fleet job turns an empty installation into tens of thousands of rows in seconds,
-long before autovacuum (one look a minute by default) analyzes them. Without
-statistics PostgreSQL guesses that a plan id matches hundreds of rows and answers the
-per-batch lookups (``plan_id = ANY(…)``) with sequential scans: on 30,000 steps that
-made one query 10 to 25 times slower. So the executors analyze these tables themselves
-as they grow, one executor at a time, with a small sample: enough to know that ids are
-unique-ish, cheap enough to repeat. Autovacuum's own, fuller analyses still happen.
+long before autovacuum (one look a minute by default) analyzes them; without statistics
+PostgreSQL answers the per-batch lookups (``plan_id = ANY(…)``) with sequential scans.
+So the executors analyze these tables themselves as they grow, one executor at a time,
+with a small sample: enough to know that ids are unique-ish, cheap enough to repeat.
+Autovacuum's own, fuller analyses still happen.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import delete, select, text
 
+from mcoflow.engine.schema import events, history, outbox, plans, steps
+from mcoflow.engine.states import PlanState
 from mcoflow.engine.store.base import StoreBase
+from mcoflow.engine.store.statements import chunks
 
 TABLES = ("steps", "plans", "events", "outbox")
 # analyze once this many rows changed since the last analysis, and at least this
@@ -64,3 +67,39 @@ class MaintenanceQueries(StoreBase):
                 # names from the fixed list above, never from input
                 await conn.exec_driver_sql(f"ANALYZE {', '.join(stale)}")
         return stale
+
+    async def delete_finished_plans(self, older_than: float) -> int:
+        """Delete stopped top-level plans (and their children) that ended before a time."""
+        async with self._write() as conn:
+            old = (
+                (
+                    await conn.execute(
+                        select(plans.c.id).where(
+                            plans.c.state == PlanState.STOPPED.value,
+                            plans.c.ended_at < older_than,
+                            plans.c.parent_plan_id.is_(None),
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            ids = list(old)
+            frontier = ids
+            while frontier:
+                frontier = list(
+                    (
+                        await conn.execute(
+                            select(plans.c.id).where(plans.c.parent_plan_id.in_(frontier))
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                ids.extend(frontier)
+            for table in (events, history, outbox, steps):
+                for chunk in chunks(ids, 500):
+                    await conn.execute(delete(table).where(table.c.plan_id.in_(chunk)))
+            for chunk in chunks(ids, 500):
+                await conn.execute(delete(plans).where(plans.c.id.in_(chunk)))
+            return len(old)

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mcoflow.engine.records import OutboxMessage
 from mcoflow.engine.schema import outbox, steps
 from mcoflow.engine.states import StepState
 from mcoflow.engine.store.base import StoreBase, loads
@@ -19,15 +19,13 @@ from mcoflow.engine.store.base import StoreBase, loads
 class OutboxQueries(StoreBase):
     """Claiming, publishing and republishing outbox messages."""
 
-    async def claim_unpublished(
-        self, limit: int, now: float, lease: float
-    ) -> list[tuple[int, str, dict[str, Any]]]:
+    async def claim_unpublished(self, limit: int, now: float, lease: float) -> list[OutboxMessage]:
         """Take up to ``limit`` messages due for publishing, oldest first, and hold them for
         ``lease`` seconds (``retry_at``): executors sharing the database then publish each
         message once. What an executor held when it stopped goes out again when it is found
         dead, when an executor starts, or at the latest when the lease ends."""
 
-        async def work(conn: AsyncConnection) -> list[tuple[int, str, dict[str, Any]]]:
+        async def work(conn: AsyncConnection) -> list[OutboxMessage]:
             due = (
                 select(outbox.c.id)
                 .where(
@@ -46,7 +44,7 @@ class OutboxQueries(StoreBase):
                 .returning(outbox.c.id, outbox.c.destination, outbox.c.message, outbox.c.created_at)
             )
             ordered = sorted(rows, key=lambda r: (r.created_at, r.id))
-            return [(r.id, r.destination, loads(r.message)) for r in ordered]
+            return [OutboxMessage(r.id, r.destination, loads(r.message)) for r in ordered]
 
         return await self._retrying(work)  # type: ignore[no-any-return]
 

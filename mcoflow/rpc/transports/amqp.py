@@ -57,9 +57,11 @@ from aio_pika.exceptions import DeliveryError
 from mcoflow.rpc.transport import (
     Handler,
     ReconnectListener,
+    ReconnectListeners,
     Subscription,
     Transport,
     TransportError,
+    cancel_tasks,
 )
 from mcoflow.rpc.transports.amqp_acks import ChannelAcks
 from mcoflow.rpc.transports.amqp_connection import DeliveryCallback, McoflowConnection, consume
@@ -139,7 +141,7 @@ class AmqpTransport(Transport):
         self._consume_direct: AbstractExchange | None = None
         self._subscriptions: set[_AmqpSubscription] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._reconnect_listeners: list[ReconnectListener] = []
+        self._reconnect_listeners = ReconnectListeners(log)
         # per consuming channel (aiormq's; a reconnection opens new ones)
         self._acks: dict[Any, ChannelAcks] = {}
         self._closing = False
@@ -183,24 +185,10 @@ class AmqpTransport(Transport):
         return broadcast, direct
 
     def on_reconnect(self, listener: ReconnectListener) -> Callable[[], None]:
-        self._reconnect_listeners.append(listener)
-        return lambda: self._reconnect_listeners.remove(listener)
+        return self._reconnect_listeners.add(listener)
 
     def _reconnected(self, *_: Any) -> None:
-        # aio-pika awaits its callbacks while it finishes reconnecting: a listener that
-        # publishes must not hold that up, so each runs in a task of its own
-        loop = asyncio.get_running_loop()
-        for listener in self._reconnect_listeners:
-            task = loop.create_task(self._notify(listener))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    async def _notify(listener: ReconnectListener) -> None:
-        try:
-            await listener()
-        except Exception:
-            log.exception("reconnect listener %r failed", listener)
+        self._reconnect_listeners.notify()  # aio-pika awaits this while it reconnects
 
     async def recover_lost_requests(self, republish: Callable[[], Awaitable[None]]) -> bool:
         if self._connection is None or self._connection.transport is None:
@@ -223,10 +211,8 @@ class AmqpTransport(Transport):
         self._closing = True
         for subscription in list(self._subscriptions):
             await subscription.cancel()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._reconnect_listeners.cancel()
+        await cancel_tasks(self._tasks)
         for acks in list(self._acks.values()):
             await acks.drain()
         connection, self._connection = self._connection, None
@@ -236,31 +222,15 @@ class AmqpTransport(Transport):
 
     # -- publishing -------------------------------------------------------------------
 
-    async def publish_request(
-        self,
-        envelope: bytes,
-        *,
-        collective: str,
-        agent: str,
-        identities: Sequence[str] | None,
-        ttl: float | None = None,
+    async def _publish_broadcast(
+        self, envelope: bytes, collective: str, agent: str, ttl: float | None
     ) -> None:
-        # properties built directly: an aio_pika.Message per publish only to read these
-        # back cost a few per cent of a busy agent's or client's CPU
-        expiration = str(int(max(ttl, 0.001) * 1000)) if ttl is not None else None
-        properties = _properties(persistent=False, expiration=expiration)
-        if identities is None:
-            await self._publish("broadcast", _key(collective, agent), envelope, properties)
-            return
-        if len(identities) == 1:  # the usual case: no task for gather to wrap it in
-            await self._publish("direct", _key(collective, identities[0]), envelope, properties)
-            return
-        await asyncio.gather(
-            *(
-                self._publish("direct", _key(collective, i), envelope, properties)
-                for i in identities
-            )
-        )
+        await self._publish("broadcast", _key(collective, agent), envelope, _request(ttl))
+
+    async def _publish_direct(
+        self, envelope: bytes, collective: str, identity: str, ttl: float | None
+    ) -> None:
+        await self._publish("direct", _key(collective, identity), envelope, _request(ttl))
 
     async def publish_reply(self, envelope: bytes, *, reply_to: str) -> None:
         try:
@@ -321,7 +291,9 @@ class AmqpTransport(Transport):
         if connection is None:
             return
         try:
-            await asyncio.wait_for(connection.connected.wait(), limit)
+            # not asyncio.wait_for: on Python 3.11 it can lose a cancellation
+            async with asyncio.timeout(limit):
+                await connection.connected.wait()
         except TimeoutError:
             return
         # The connection is up before its channels are restored; give them a moment.
@@ -436,6 +408,13 @@ async def _epoch_marker_exists(amqp: aiormq.abc.AbstractConnection) -> bool:
         return False  # gone with a restart, or never made (this also closed the channel)
     await channel.close()
     return True
+
+
+def _request(ttl: float | None) -> aiormq.spec.Basic.Properties:
+    # properties built directly: an aio_pika.Message per publish only to read these
+    # back cost a few per cent of a busy agent's or client's CPU
+    expiration = str(int(max(ttl, 0.001) * 1000)) if ttl is not None else None
+    return _properties(persistent=False, expiration=expiration)
 
 
 def _properties(*, persistent: bool, expiration: str | None = None) -> aiormq.spec.Basic.Properties:

@@ -9,11 +9,10 @@ segments (on both ends) falls. It plugs in through aiormq's ``transport_factory`
 
 While the connection is busy (the last write joined several frames), the next write
 also waits until ``hold`` seconds after the last one, so a busy process writes at most
-about a thousand times a second however its frames are spread over loop turns. On
-loopback each write also costs the broker a read and a TCP segment: in alternating
-runs of ``benchmarks/fleet.py`` (a) the broker's CPU per remote step was 0.4-0.6 ms
-with the hold against 0.6-1.6 ms without.
-A connection that writes one frame at a time (a sequential caller) is never held.
+about a thousand times a second however its frames are spread over loop turns: each
+write also costs the broker a read and a TCP segment, so fewer writes save the broker's
+CPU (see docs/performance.md). A connection that writes one frame at a time (a
+sequential caller) is never held.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 
-from mcoflow.rpc.transport import Handler, Subscription, Transport, TransportError
+from mcoflow.rpc.transport import Handler, Subscription, Transport, TransportError, cancel_tasks
 
 __all__ = ["MemoryBroker", "MemoryTransport"]
 
@@ -43,10 +43,7 @@ class _Consumer:
                 log.exception("memory transport: handler failed; message dropped")
 
     async def stop(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_tasks(self._tasks)
 
 
 class _Queue:
@@ -146,26 +143,22 @@ class MemoryTransport(Transport):
         if not self._connected:
             raise TransportError("memory transport is not connected")
 
-    async def publish_request(
-        self,
-        envelope: bytes,
-        *,
-        collective: str,
-        agent: str,
-        identities: Sequence[str] | None,
-        ttl: float | None = None,
+    async def _publish_broadcast(
+        self, envelope: bytes, collective: str, agent: str, ttl: float | None
     ) -> None:
         self._require_connection()
         body = bytes(envelope)
-        if identities is None:
-            for queue in list(self.broker.broadcast.get((collective, agent), ())):
-                queue.put(body)
-            return
-        for identity in identities:
-            # Like an AMQP direct exchange: a host never seen has no queue, so it is lost.
-            host_queue = self.broker.host_queues.get((collective, identity))
-            if host_queue is not None:
-                host_queue.put(body)
+        for queue in list(self.broker.broadcast.get((collective, agent), ())):
+            queue.put(body)
+
+    async def _publish_direct(
+        self, envelope: bytes, collective: str, identity: str, ttl: float | None
+    ) -> None:
+        self._require_connection()
+        # Like an AMQP direct exchange: a host never seen has no queue, so it is lost.
+        host_queue = self.broker.host_queues.get((collective, identity))
+        if host_queue is not None:
+            host_queue.put(bytes(envelope))
 
     async def publish_reply(self, envelope: bytes, *, reply_to: str) -> None:
         self._require_connection()

@@ -41,9 +41,11 @@ from nats.js.errors import BadRequestError, NotFoundError
 from mcoflow.rpc.transport import (
     Handler,
     ReconnectListener,
+    ReconnectListeners,
     Subscription,
     Transport,
     TransportError,
+    cancel_tasks,
 )
 from mcoflow.rpc.unreachable import broker_unreachable
 
@@ -72,13 +74,6 @@ def _msg_id(*parts: bytes | str) -> str:
     return digest.hexdigest()
 
 
-async def _notify(listener: ReconnectListener) -> None:
-    try:
-        await listener()
-    except Exception:
-        log.exception("reconnect listener %r failed", listener)
-
-
 class _NatsSubscription(Subscription):
     def __init__(self, transport: NatsTransport, subs: list[Any]) -> None:
         self._transport = transport
@@ -98,10 +93,7 @@ class _NatsSubscription(Subscription):
                 await sub.unsubscribe()
             except Exception as exc:
                 log.debug("unsubscribe failed: %r", exc)
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_tasks(self._tasks)
 
 
 class NatsTransport(Transport):
@@ -123,8 +115,7 @@ class NatsTransport(Transport):
         self._js: JetStreamContext | None = None
         self._subscriptions: set[_NatsSubscription] = set()
         self._stream_cache: dict[str, tuple[bool, float]] = {}
-        self._reconnect_listeners: list[ReconnectListener] = []
-        self._listener_tasks: set[asyncio.Task[None]] = set()
+        self._reconnect_listeners = ReconnectListeners(log)
         self._closing = False
 
     @property
@@ -149,16 +140,13 @@ class NatsTransport(Transport):
 
         async def on_reconnect() -> None:
             log.info("NATS: reconnected")
-            # nats-py awaits this callback: listeners that publish run in tasks of their own
-            for listener in list(self._reconnect_listeners):
-                task = asyncio.get_running_loop().create_task(_notify(listener))
-                self._listener_tasks.add(task)
-                task.add_done_callback(self._listener_tasks.discard)
+            self._reconnect_listeners.notify()  # nats-py awaits this callback
 
         try:
-            # nats-py retries a first connection forever with unlimited reconnects: bound it
-            self._nc = await asyncio.wait_for(
-                nats.connect(
+            # nats-py retries a first connection forever with unlimited reconnects: bound
+            # it (not with asyncio.wait_for: on Python 3.11 it can lose a cancellation)
+            async with asyncio.timeout(FIRST_CONNECT_TIMEOUT):
+                self._nc = await nats.connect(
                     self.url,
                     name="mcoflow",
                     max_reconnect_attempts=-1,
@@ -168,9 +156,7 @@ class NatsTransport(Transport):
                     disconnected_cb=on_disconnect,
                     reconnected_cb=on_reconnect,
                     connect_timeout=5,
-                ),
-                FIRST_CONNECT_TIMEOUT,
-            )
+                )
         except Exception as exc:
             cause = failures[-1] if failures else exc
             raise TransportError(broker_unreachable("the NATS server", self.url, cause)) from exc
@@ -198,8 +184,7 @@ class NatsTransport(Transport):
             log.debug("stream %s exists: %r", name, exc)
 
     def on_reconnect(self, listener: ReconnectListener) -> Callable[[], None]:
-        self._reconnect_listeners.append(listener)
-        return lambda: self._reconnect_listeners.remove(listener)
+        return self._reconnect_listeners.add(listener)
 
     async def recover_lost_requests(self, republish: Callable[[], Awaitable[None]]) -> bool:
         await republish()
@@ -207,10 +192,7 @@ class NatsTransport(Transport):
 
     async def close(self) -> None:
         self._closing = True
-        tasks = list(self._listener_tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._reconnect_listeners.cancel()
         for subscription in list(self._subscriptions):
             await subscription.cancel()
         nc, self._nc, self._js = self._nc, None, None
@@ -234,27 +216,15 @@ class NatsTransport(Transport):
 
     # -- publishing -------------------------------------------------------------------
 
-    async def publish_request(
-        self,
-        envelope: bytes,
-        *,
-        collective: str,
-        agent: str,
-        identities: Sequence[str] | None,
-        ttl: float | None = None,
+    async def _publish_broadcast(
+        self, envelope: bytes, collective: str, agent: str, ttl: float | None
     ) -> None:
-        if identities is None:
-            await self._require_nc().publish(f"{collective}.broadcast.{agent}", envelope)
-            return
-        if len(identities) == 1:  # the usual case: no task for gather to wrap it in
-            await self._js_publish(f"{collective}.node.{identities[0]}", envelope)
-            return
-        await asyncio.gather(
-            *(
-                self._js_publish(f"{collective}.node.{identity}", envelope)
-                for identity in identities
-            )
-        )
+        await self._require_nc().publish(f"{collective}.broadcast.{agent}", envelope)
+
+    async def _publish_direct(
+        self, envelope: bytes, collective: str, identity: str, ttl: float | None
+    ) -> None:
+        await self._js_publish(f"{collective}.node.{identity}", envelope)
 
     async def publish_reply(self, envelope: bytes, *, reply_to: str) -> None:
         if await self._durable_destination(reply_to):
@@ -340,26 +310,17 @@ class NatsTransport(Transport):
     async def subscribe_host(
         self, *, identity: str, collective: str, agents: Sequence[str], handler: Handler
     ) -> Subscription:
-        nc, js = self._require_nc(), self._require_js()
+        nc = self._require_nc()
         subscription = _NatsSubscription(self, [])
         subject = f"{collective}.node.{identity}"
-        durable = _durable_name("node_", collective, identity)
-        config = api.ConsumerConfig(
-            durable_name=durable,
-            filter_subject=subject,
-            ack_policy=api.AckPolicy.EXPLICIT,
+        await self._consume_durably(
+            subscription,
+            handler,
+            subject,
+            stream=NODES_STREAM,
+            durable=_durable_name("node_", collective, identity),
             max_ack_pending=self.prefetch,
-            ack_wait=30.0,
-        )
-        subscription._subs.append(
-            await js.subscribe(
-                subject,
-                durable=durable,
-                stream=NODES_STREAM,
-                config=config,
-                manual_ack=True,
-                cb=self._callback(subscription, handler, acked=True),
-            )
+            filter_subject=subject,
         )
         for agent in dict.fromkeys(agents):
             subscription._subs.append(
@@ -385,7 +346,7 @@ class NatsTransport(Transport):
     async def subscribe_replies(
         self, *, reply_to: str, handler: Handler, transient: bool = False
     ) -> Subscription:
-        nc, js = self._require_nc(), self._require_js()
+        nc = self._require_nc()
         subscription = _NatsSubscription(self, [])
         if transient:
             subscription._subs.append(
@@ -396,26 +357,51 @@ class NatsTransport(Transport):
             stream = _durable_name("MCOFLOW_REPLY_", reply_to)
             await self._ensure_stream(stream, [reply_to], retention=api.RetentionPolicy.WORK_QUEUE)
             durable = _durable_name("replies_", reply_to)
-            config = api.ConsumerConfig(
-                durable_name=durable,
-                deliver_group=durable,
-                ack_policy=api.AckPolicy.EXPLICIT,
+            await self._consume_durably(
+                subscription,
+                handler,
+                reply_to,
+                stream=stream,
+                durable=durable,
                 max_ack_pending=10 * self.prefetch,
-                ack_wait=30.0,
-            )
-            subscription._subs.append(
-                await js.subscribe(
-                    reply_to,
-                    queue=durable,
-                    durable=durable,
-                    stream=stream,
-                    config=config,
-                    manual_ack=True,
-                    cb=self._callback(subscription, handler, acked=True),
-                )
+                group=durable,  # processes sharing reply_to compete for the replies
             )
         self._subscriptions.add(subscription)
         return subscription
+
+    async def _consume_durably(
+        self,
+        subscription: _NatsSubscription,
+        handler: Handler,
+        subject: str,
+        *,
+        stream: str,
+        durable: str,
+        max_ack_pending: int,
+        filter_subject: str | None = None,
+        group: str | None = None,
+    ) -> None:
+        """Add a durable JetStream consumer, acknowledged after ``handler``, to
+        ``subscription``."""
+        config = api.ConsumerConfig(
+            durable_name=durable,
+            deliver_group=group,
+            filter_subject=filter_subject,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            max_ack_pending=max_ack_pending,
+            ack_wait=30.0,
+        )
+        subscription._subs.append(
+            await self._require_js().subscribe(
+                subject,
+                queue=group,
+                durable=durable,
+                stream=stream,
+                config=config,
+                manual_ack=True,
+                cb=self._callback(subscription, handler, acked=True),
+            )
+        )
 
     async def forget_host(self, *, identity: str, collective: str) -> None:
         """Delete a decommissioned host's durable consumer (and so its pending requests)."""

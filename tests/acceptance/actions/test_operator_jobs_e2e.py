@@ -26,9 +26,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -36,10 +36,10 @@ from sqlalchemy.exc import DBAPIError
 
 from mcoflow.actions import FleetJob, Jobs, host_results
 from mcoflow.agent.providers.simulated import read_stats
-from mcoflow.engine import PlanResult, PlanState, StepState, World
+from mcoflow.engine import PlanResult, PlanState, Step, StepState, World
 from mcoflow.testing import LoggedProcess, assert_eventually
 from tests.conftest import fresh_pg_database
-from tests.rpc_fixtures import require_amqp
+from tests.rpc_fixtures import drop_reply_queues, require_amqp
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.rabbitmq]
 
@@ -50,6 +50,7 @@ IN_FLIGHT = frozenset(
 PLAN_LINE = re.compile(r"^plan ([0-9a-f]{32}): ", re.MULTILINE)
 FLEET_SIZE = 200
 CRASH_FLEET_SIZE = 1000
+T = TypeVar("T")
 
 
 # ---- processes --------------------------------------------------------------------------
@@ -266,19 +267,6 @@ def table_rows(output: str) -> dict[str, list[str]]:
     return rows
 
 
-async def _drop_queues(url: str, names: list[str]) -> None:
-    import aio_pika
-
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()
-        for name in names:
-            try:
-                await channel.queue_delete(name)
-            except Exception:
-                channel = await connection.channel()
-
-
 # ---- the stack ----------------------------------------------------------------------------
 
 
@@ -313,9 +301,10 @@ def stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
             for agent in stack.agents
             for name in [*agent.identities, agent.fanout]
         ]
+        queues.append(stack.reply_to)
         # a thread of its own: no event loop of the test run is touched
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, _drop_queues(amqp_url, [*queues, stack.reply_to])).result()
+            pool.submit(asyncio.run, drop_reply_queues(amqp_url, queues)).result()
 
 
 @pytest.fixture
@@ -731,16 +720,9 @@ async def test_fleet_job_finishes_after_a_kill_while_its_own_step_runs(stack_up:
         for _attempt in range(10):
             executor = stack.executor
             executor_id = await _registered(world, executor.pid)
-            deadline = time.monotonic() + 60
-            while True:
-                (step,) = [s for s in await world.steps(job_id) if s.action == FleetJob.name]
-                if step.state is StepState.RUNNING and step.claimed_by == executor_id:
-                    break
-                if step.state.finished or time.monotonic() > deadline:
-                    raise RuntimeError(f"the fleet step is {step.state}: no moment to kill")
-                await asyncio.sleep(0.001)
+            await _fleet_step_runs_on(world, job_id, executor_id)
             executor.kill()
-            (step,) = [s for s in await world.steps(job_id) if s.action == FleetJob.name]
+            step = await _fleet_step(world, job_id)
             stack.start_executor()
             if step.state is StepState.RUNNING and step.claimed_by == executor_id:
                 break  # killed while it ran
@@ -753,12 +735,39 @@ async def test_fleet_job_finishes_after_a_kill_while_its_own_step_runs(stack_up:
         await world.close()
 
 
+async def _set_up(waiting: Awaitable[T]) -> T:
+    """A wait of the set-up: its timeout is a RuntimeError, not a failed assertion."""
+    try:
+        return await waiting
+    except AssertionError as exc:
+        raise RuntimeError(str(exc)) from None
+
+
 async def _registered(world: World, pid: int) -> str:
     """The id of the executor with this pid once it registered (RuntimeError if never)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    async def registered() -> str:
         ids = [e.id for e in await world.executors() if e.pid == pid]
-        if ids:
-            return ids[0]
-        await asyncio.sleep(0.05)
-    raise RuntimeError(f"executor {pid} did not register")
+        assert ids, f"executor {pid} did not register"
+        return ids[0]
+
+    return await _set_up(assert_eventually(registered, timeout=60, interval=0.05))
+
+
+async def _fleet_step(world: World, job_id: str) -> Step:
+    (step,) = [s for s in await world.steps(job_id) if s.action == FleetJob.name]
+    return step
+
+
+async def _fleet_step_runs_on(world: World, job_id: str, executor_id: str) -> None:
+    """Return as soon as the job's fleet step runs on that executor (RuntimeError if it
+    finishes or does not start there within a minute)."""
+
+    async def runs_there() -> None:
+        step = await _fleet_step(world, job_id)
+        message = f"the fleet step is {step.state}: no moment to kill"
+        if step.state.finished:
+            raise RuntimeError(message)  # propagates at once: no retry
+        assert step.state is StepState.RUNNING and step.claimed_by == executor_id, message
+
+    await _set_up(assert_eventually(runs_there, timeout=60, interval=0.001))

@@ -8,11 +8,9 @@ package installed (it ships /etc/init.d/cron), and RabbitMQ or NATS reachable.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,10 +23,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from mcoflow.rpc.client import RpcClient
 from mcoflow.rpc.messages import StatusCode
 from mcoflow.rpc.security import Signer, Verifier, generate_keypair, load_public_key
 from mcoflow.rpc.transports import transport_from_url
+from mcoflow.testing import LoggedProcess
+from mcoflow.testing.rpc import DirectClient
 from tests.rpc_fixtures import drop_reply_queues
 
 pytestmark = pytest.mark.root
@@ -84,8 +83,8 @@ def _service_running(service: str) -> bool:
 @dataclass
 class Host:
     identity: str
-    client: RpcClient
-    process: asyncio.subprocess.Process
+    client: DirectClient
+    process: LoggedProcess
     log: Path
 
 
@@ -134,23 +133,16 @@ async def agent(debian_host: str, tmp_path: Path) -> AsyncIterator[Host]:
         "agents: [package, service]\ncommand_timeout: 600\n"
     )
     log = tmp_path / "agent.log"
-    with log.open("wb") as sink:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "mcoflow.agent",
-            "--config",
-            str(config),
-            cwd=REPO,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=sink,
-            stderr=sink,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
+    process = LoggedProcess(
+        [sys.executable, "-m", "mcoflow.agent", "--config", str(config)],
+        log=log,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+    )
     transport = transport_from_url(url)
     await transport.connect()
     reply_to = f"mcoflow-test.e2e.{uuid.uuid4().hex[:8]}"
-    client = RpcClient(
+    client = DirectClient(
         transport,
         Signer.from_file(caller_key),
         collective=collective,
@@ -161,18 +153,12 @@ async def agent(debian_host: str, tmp_path: Path) -> AsyncIterator[Host]:
     try:
         deadline = time.monotonic() + 60
         while not await client.discover(timeout=1.0, expect=1):
-            assert process.returncode is None, f"agent exited:\n{log.read_text()}"
+            assert process.alive(), f"agent exited:\n{log.read_text()}"
             assert time.monotonic() < deadline, f"agent never answered:\n{log.read_text()}"
         yield Host(identity, client, process, log)
     finally:
         await client.close()
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        process.stop(timeout=30)
         with contextlib.suppress(Exception):
             await transport.forget_host(identity=identity, collective=collective)
         await transport.close()
@@ -208,6 +194,5 @@ async def test_real_apt_install_uninstall_and_sysv_restart(agent: Host) -> None:
     status = await _call(agent, "service", "status", {"service": SERVICE})
     assert status["status"] == "running"
 
-    agent.process.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(agent.process.wait(), 30) == 0
+    assert agent.process.stop(timeout=30) == 0  # SIGTERM
     assert "agent stopped" in agent.log.read_text()

@@ -16,13 +16,22 @@ LIVE_TIMEOUT = 20_000  # ms
 HTML_VERSION = "1.0<b>bold</b><img src=x onerror=alert(2)>"
 
 
-def _trigger(page: Page, server_url: str, button: str, hosts: str, parameter: str) -> str:
-    """Fill the trigger form, press a button; return the plan page's first HTML."""
+def _fill(page: Page, server_url: str, hosts: str, parameter: str) -> None:
+    """Open the trigger form and fill in its hosts and parameter."""
     page.goto(f"{server_url}/")
     page.fill("#hosts", hosts)
     page.fill("#parameter", parameter)
+
+
+def _press(page: Page, button: str) -> None:
+    page.get_by_role("button", name=button, exact=True).click()
+
+
+def _trigger(page: Page, server_url: str, button: str, hosts: str, parameter: str) -> str:
+    """Fill the trigger form, press a button; return the plan page's first HTML."""
+    _fill(page, server_url, hosts, parameter)
     with page.expect_navigation(url=re.compile(r"/plans/[0-9a-f]{32}$")) as landing:
-        page.get_by_role("button", name=button, exact=True).click()
+        _press(page, button)
     response = landing.value
     assert response is not None
     # a marker that a reload would wipe: the page must change by itself
@@ -110,13 +119,11 @@ def test_failed_install_resume_then_skip(page: Page, server_url: str, screenshot
 def test_fleet_job_host_table_and_rerun_on_failed_hosts(
     page: Page, server_url: str, screenshots: Path
 ) -> None:
-    page.goto(f"{server_url}/")
-    page.fill("#hosts", "sim-00003, sim-00004 sim-00005,sim-00006")
-    page.fill("#parameter", f"nginx,{FLAKY_ON_SIM5}")
+    _fill(page, server_url, "sim-00003, sim-00004 sim-00005,sim-00006", f"nginx,{FLAKY_ON_SIM5}")
     page.click("summary:has-text('Fleet options')")
     page.fill("#concurrency", "2")
     with page.expect_navigation(url=re.compile(r"/plans/[0-9a-f]{32}$")):
-        page.get_by_role("button", name="Install", exact=True).click()
+        _press(page, "Install")
     page.evaluate("window.__sameDocument = true")
     rows = page.locator("#host-rows tr")
     expect(page.locator('[data-plan="state"]')).to_have_text("paused", timeout=LIVE_TIMEOUT)
@@ -155,7 +162,7 @@ def test_fleet_job_by_filter_finds_its_hosts_by_discovery(page: Page, server_url
     page.fill("#hosts", "identity:/^sim-0000[78]$/")
     page.fill("#parameter", "curl")
     with page.expect_navigation(url=re.compile(r"/plans/[0-9a-f]{32}$")):
-        page.get_by_role("button", name="Install", exact=True).click()
+        _press(page, "Install")
     expect(page.locator('[data-plan="state"]')).to_have_text("stopped", timeout=LIVE_TIMEOUT)
     expect(page.locator('[data-plan="result"]')).to_have_text("success")
     rows = page.locator("#host-rows tr")
@@ -187,10 +194,8 @@ def test_host_output_is_text_in_live_updates(page: Page, html_output_server: str
 
 
 def test_a_bad_host_is_shown_next_to_the_field(page: Page, server_url: str) -> None:
-    page.goto(f"{server_url}/")
-    page.fill("#hosts", "sim-00001 nowhere-1")
-    page.fill("#parameter", "vim")
-    page.get_by_role("button", name="Install", exact=True).click()
+    _fill(page, server_url, "sim-00001 nowhere-1", "vim")
+    _press(page, "Install")
     expect(page.locator("#error-hosts")).to_contain_text(
         "unknown host nowhere-1: never seen by a discovery or a reply; run `mcoflow discover`"
     )
@@ -201,10 +206,8 @@ def test_a_bad_host_is_shown_next_to_the_field(page: Page, server_url: str) -> N
 def test_a_bad_package_name_is_shown_as_text_next_to_the_field(page: Page, server_url: str) -> None:
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.goto(f"{server_url}/")
-    page.fill("#hosts", "sim-00001")
-    page.fill("#parameter", "<script>alert(1)</script>")
-    page.get_by_role("button", name="Install", exact=True).click()
+    _fill(page, server_url, "sim-00001", "<script>alert(1)</script>")
+    _press(page, "Install")
     expect(page.locator("#error-parameter")).to_have_text(
         "'<script>alert(1)</script>' is not a valid package name"
     )

@@ -4,13 +4,11 @@ the hosts run each install once when they come back."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import aio_pika
 import pytest
 
 from mcoflow.actions import Install
@@ -21,7 +19,14 @@ from mcoflow.orchestrator import SIMULATED_KEY, Orchestrator, build_orchestrator
 from mcoflow.rpc.transports.amqp import host_queue_name
 from mcoflow.settings import Settings
 from mcoflow.testing import assert_eventually
-from tests.rpc_fixtures import queue_depth, rabbitmqctl, require_broker_restarts, wait_for_depth
+from tests.embedded import orchestrator_settings
+from tests.rpc_fixtures import (
+    drop_reply_queues,
+    queue_depth,
+    rabbitmqctl,
+    require_broker_restarts,
+    wait_for_depth,
+)
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -56,15 +61,8 @@ class Site:
 async def site(db_url: str, tmp_path: Path) -> AsyncIterator[Site]:
     url = require_broker_restarts()
     collective = f"t{uuid.uuid4().hex[:12]}"
-    settings = Settings(
-        database_url=db_url,
-        transport_url=url,
-        collective=collective,
-        reply_to=f"{collective}.replies",
-        keys_dir=tmp_path / "keys",
-        state_dir=tmp_path,
-        poll_interval=0.05,
-        heartbeat_interval=0.5,
+    settings = orchestrator_settings(
+        db_url, tmp_path, transport_url=url, collective=collective, reply_to=f"{collective}.replies"
     )
     ensure_host_key(settings.keys_dir, SIMULATED_KEY)  # before the orchestrator reads hosts/
     site = Site(url, settings, await build_orchestrator(settings))
@@ -73,13 +71,8 @@ async def site(db_url: str, tmp_path: Path) -> AsyncIterator[Site]:
     finally:
         await rabbitmqctl("start_app")  # whatever happened, leave the broker running
         await site.orchestrator.stop()
-        connection = await aio_pika.connect(url)
-        async with connection:
-            fanout = site.queue(f"{collective}-fanout")
-            for name in (*map(site.queue, HOSTS), fanout, settings.reply_to):
-                channel = await connection.channel()
-                with contextlib.suppress(Exception):
-                    await channel.queue_delete(name)
+        fanout = site.queue(f"{collective}-fanout")
+        await drop_reply_queues(url, [*map(site.queue, HOSTS), fanout, settings.reply_to])
 
 
 async def test_requests_lost_by_a_broker_restart_are_sent_again(site: Site) -> None:

@@ -1,49 +1,26 @@
 """Helpers for the agent daemon over the real brokers: RabbitMQ (amqp) and NATS.
 
 A broker that cannot be reached skips its tests with the reason, except when the CI
-environment variable is set: there it is a failure.
+environment variable is set: there it is a failure (see tests/rpc_fixtures.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import socket
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from mcoflow.agent.daemon import AgentDaemon
 from mcoflow.agent.providers import SimulatedFleet
 from mcoflow.agent.settings import AgentSettings
-from mcoflow.rpc.client import RpcClient
 from mcoflow.rpc.security import Signer, Verifier, generate_keypair, load_public_key
 from mcoflow.rpc.transports import transport_from_url
-from tests.rpc_fixtures import drop_reply_queues
-
-AMQP_URL = os.environ.get("MCOFLOW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-NATS_URL = os.environ.get("MCOFLOW_TEST_NATS_URL", "nats://127.0.0.1:4222")
-
-
-def require_broker(name: str, url: str, default_port: int) -> str:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection(
-            (parts.hostname or "127.0.0.1", parts.port or default_port), timeout=1.0
-        ):
-            return url
-    except OSError as exc:
-        message = f"{name} is not reachable at {url} ({exc}); start it or set its URL variable"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} — CI is set, so this is a failure")
-    pytest.skip(message)
+from mcoflow.testing.rpc import DirectClient
+from tests.rpc_fixtures import drop_reply_queues, require_amqp, require_nats
 
 
 @pytest.fixture(
@@ -53,25 +30,7 @@ def require_broker(name: str, url: str, default_port: int) -> str:
     ]
 )
 def broker_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "amqp":
-        return require_broker("RabbitMQ", AMQP_URL, 5672)
-    return require_broker("NATS", NATS_URL, 4222)
-
-
-async def eventually(
-    check: Callable[[], object], *, within: float = 10.0, interval: float = 0.02
-) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            if check() is not False:
-                return
-            failure = AssertionError(f"still false after {within} s")
-        except AssertionError as exc:
-            failure = exc
-        if time.monotonic() > deadline:
-            raise failure
-        await asyncio.sleep(interval)
+    return require_amqp() if request.param == "amqp" else require_nats()
 
 
 @dataclass
@@ -82,7 +41,7 @@ class Site:
     folder: Path
     collective: str = field(default_factory=lambda: f"agt{uuid.uuid4().hex[:10]}")
     daemons: list[AgentDaemon] = field(default_factory=list)
-    clients: list[RpcClient] = field(default_factory=list)
+    clients: list[DirectClient] = field(default_factory=list)
     reply_queues: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -117,12 +76,12 @@ class Site:
         self.daemons.append(daemon)
         return daemon
 
-    async def client(self, signer: str = "ops") -> RpcClient:
+    async def client(self, signer: str = "ops") -> DirectClient:
         transport = transport_from_url(self.url)
         await transport.connect()
         reply_to = f"mcoflow-test.agent-replies.{uuid.uuid4().hex[:10]}"
         self.reply_queues.append(reply_to)
-        client = RpcClient(
+        client = DirectClient(
             transport,
             self.signer(signer),
             collective=self.collective,

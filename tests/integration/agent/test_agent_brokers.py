@@ -6,12 +6,13 @@ import json
 import logging
 
 import pytest
-from agent_site import Site, eventually
+from agent_site import Site
 
-from mcoflow.rpc.client import NO_RESPONSE
 from mcoflow.rpc.envelope import seal
 from mcoflow.rpc.filters import FactFilter, Filter
 from mcoflow.rpc.messages import Reply, StatusCode
+from mcoflow.testing import assert_eventually
+from mcoflow.testing.rpc import NO_RESPONSE
 
 
 async def test_install_twice_and_restart_through_the_broker(site: Site) -> None:
@@ -102,14 +103,14 @@ async def test_redelivered_request_after_restart_is_answered_from_the_journal(
         )
 
     await publish(envelope)
-    await eventually(lambda: len(replies) == 1)
+    await assert_eventually(lambda: len(replies) == 1)
     await first.stop()
     site.daemons.remove(first)
     second = await site.daemon(identity="journal-host")
     # The same signed request, framed with other whitespace: NATS would drop a
     # byte-identical publish as a duplicate (Nats-Msg-Id) before the host saw it.
     await publish(json.dumps(json.loads(envelope)).encode())
-    await eventually(lambda: len(replies) == 2)
+    await assert_eventually(lambda: len(replies) == 2)
     assert [r.statuscode for r in replies] == [StatusCode.OK, StatusCode.OK]
     assert replies[0].data == replies[1].data
     assert replies[1].data["changed"] is True

@@ -8,16 +8,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mcoflow.rpc import HostProfile, Outcome, Reply, Request
+from mcoflow.rpc import Reply, Request
+from mcoflow.testing import assert_eventually
 from tests.rpc_fixtures import (
     Keys,
     Lab,
-    assert_eventually,
     queue_depth,
     rabbitmqctl,
     require_broker_restarts,
     wait_for_depth,
 )
+from tests.rpc_responder import HostProfile, Outcome
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -9,20 +9,12 @@ import time
 
 import pytest
 
-from mcoflow.rpc import (
-    NO_RESPONSE,
-    Filter,
-    HostProfile,
-    Outcome,
-    Refusal,
-    Reply,
-    Request,
-    StatusCode,
-    build_request,
-    encode_message,
-    seal,
-)
-from tests.rpc_fixtures import DEFAULT_ACTIONS, Lab, assert_eventually
+from mcoflow.rpc import Filter, Reply, Request, StatusCode, build_request, seal
+from mcoflow.rpc.messages import encode_message
+from mcoflow.testing import assert_eventually
+from mcoflow.testing.rpc import NO_RESPONSE
+from tests.rpc_fixtures import DEFAULT_ACTIONS, Lab
+from tests.rpc_responder import HostProfile, Outcome, Refusal
 
 FLEET = [
     HostProfile(
@@ -115,9 +107,13 @@ async def test_silent_host_is_reported_by_the_deadline(lab: Lab) -> None:
     result = await client.call("echo", "run", identities=["quick", "silent", "ghost"], timeout=1)
     assert time.monotonic() - started < 2.5
     assert result.result_for("quick").ok
-    assert result.result_for("silent").statuscode is NO_RESPONSE
-    assert result.result_for("ghost").statuscode is NO_RESPONSE
+    for identity in ("silent", "ghost"):
+        silent = result.result_for(identity)
+        assert silent.statuscode is NO_RESPONSE
+        assert not silent.responded
+        assert "no response within 1s" in silent.statusmsg
     assert result.stats.no_response == ("ghost", "silent")
+    assert not result.ok
 
 
 async def test_direct_request_waits_for_a_host_that_is_away(lab: Lab) -> None:

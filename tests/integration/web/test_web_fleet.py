@@ -23,11 +23,7 @@ async def _fleet(web: Web, hosts: list[str], parameter: str) -> Plan:
     plan = await web.jobs.trigger(
         "install",
         hosts=hosts,
-        filter=None,
         parameter=parameter,
-        concurrency=None,
-        batch_size=None,
-        max_failures=None,
         by="t",
     )
     return await web.world.wait(plan.id)

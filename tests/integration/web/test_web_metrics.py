@@ -17,10 +17,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 async def test_metrics_report_plans_steps_and_executors(web: Web) -> None:
-    plan = await web.jobs.trigger(
-        "install", hosts=["db-01"], filter=None, parameter="nginx", concurrency=None,
-        batch_size=None, max_failures=None, by="alice",
-    )  # fmt: skip
+    plan = await web.jobs.trigger("install", hosts=["db-01"], parameter="nginx", by="alice")
     assert (await web.world.wait(plan.id)).result is PlanResult.SUCCESS
     response = await web.client.get("/metrics")
     assert response.status_code == 200

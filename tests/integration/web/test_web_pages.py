@@ -25,11 +25,7 @@ async def _job(web: Web, kind: str, hosts: list[str], parameter: str, *, by: str
     return await web.jobs.trigger(
         kind,
         hosts=hosts,
-        filter=None,
         parameter=parameter,
-        concurrency=None,
-        batch_size=None,
-        max_failures=None,
         by=by,
     )
 
@@ -79,7 +75,7 @@ async def test_trigger_form_fleet_by_filter_with_options(web: Web) -> None:
         (
             {"hosts": "web-01,web-02", "parameter": "vim", "batch_size": "1/2"},
             "batch_size",
-            "not a number of hosts",
+            "expected a whole number ≥ 1 or a percentage",
         ),
     ],
 )

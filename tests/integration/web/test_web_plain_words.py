@@ -121,11 +121,7 @@ async def test_references_read_in_words_on_the_page_and_in_the_api(web: Web) -> 
     plan = await web.jobs.trigger(
         "install-and-restart",
         hosts=["web-03"],
-        filter=None,
         parameter="nginx;nginx",
-        concurrency=None,
-        batch_size=None,
-        max_failures=None,
         by="test",
     )
     done = await web.world.wait(plan.id)

@@ -45,11 +45,7 @@ class EngineApp:
                 plan = await jobs.trigger(
                     kind,
                     hosts=["web-01", "web-02"],
-                    filter=None,
                     parameter=parameter,
-                    concurrency=None,
-                    batch_size=None,
-                    max_failures=None,
                     by="seed",
                 )
                 await harness.world.wait(plan.id)

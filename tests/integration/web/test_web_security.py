@@ -139,11 +139,7 @@ async def test_host_data_and_input_are_shown_as_text(web: Web) -> None:
     plan = await web.jobs.trigger(
         "install",
         hosts=["web-02"],
-        filter=None,
         parameter=f"{XSS},html-output",
-        concurrency=None,
-        batch_size=None,
-        max_failures=None,
         by="t",
     )
     await web.world.wait(plan.id)

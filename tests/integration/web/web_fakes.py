@@ -8,8 +8,6 @@ name ending ``@HOST`` behaves so on HOST only and succeeds elsewhere.
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -29,7 +27,7 @@ from mcoflow.engine import (
     World,
 )
 from mcoflow.engine.store import HostRecord
-from mcoflow.web import JobInputError
+from mcoflow.job_request import JobInputError, JobRequest, host_count
 
 HOSTS = [f"web-{i:02d}" for i in range(1, 13)] + ["db-01", "db-02"]
 DELAY = {"seconds": 0.3}  # how long a "host" takes to answer
@@ -171,16 +169,6 @@ def parse_parameter(kind: str, parameter: str) -> tuple[list[str], list[str]]:
     return names(parameter, "package"), []
 
 
-def parse_count(field: str, text: str | None, total: int) -> int | None:
-    if not text:
-        return None
-    match = re.fullmatch(r"(\d+)(%?)", text.strip())
-    if not match:
-        raise JobInputError(field, f"{text!r} is not a number of hosts (N or N%)")
-    n = int(match[1])
-    return max(1, total * n // 100) if match[2] else n
-
-
 class FakeJobs:
     """The JobsPort of these tests: HOSTS answer, everything else is unknown."""
 
@@ -208,22 +196,15 @@ class FakeJobs:
         # the real inventory of the engine's store (tests record sightings into it)
         return await matching_hosts(self.world.store, parse_filter(filter))
 
-    async def trigger(
-        self,
-        kind: str,
-        *,
-        hosts: list[str],
-        filter: str | None,
-        parameter: str,
-        concurrency: int | None,
-        batch_size: str | None,
-        max_failures: str | None,
-        by: str,
-        start_at: datetime | float | None = None,
-        start_before: datetime | float | None = None,
-    ) -> Plan:
+    async def trigger(self, kind: str, *, by: str, **fields: Any) -> Plan:
+        """``start`` with the request's fields as keywords, as ``Jobs.trigger``."""
+        return await self.start(JobRequest.parse(kind=kind, **fields), by=by)
+
+    async def start(self, request: JobRequest, *, by: str) -> Plan:
+        kind, hosts, filter = request.kind, request.hosts, request.filter
         self.triggered.append({"kind": kind, "hosts": hosts, "filter": filter, "by": by})
-        window = start_window(start_at, start_before)  # the real checks, as Jobs makes them
+        # the real checks, as Jobs makes them
+        window = start_window(request.start_at, request.start_before)
         if filter:
             hosts = await self.discover(filter)
             if not hosts:
@@ -233,16 +214,15 @@ class FakeJobs:
         unknown = [h for h in hosts if h not in HOSTS]
         if unknown:
             raise JobInputError("hosts", f"unknown host: {', '.join(unknown)}")
-        packages, services = parse_parameter(kind, parameter)
-        parse_count("batch_size", batch_size, len(hosts))
-        failures = parse_count("max_failures", max_failures, len(hosts))
+        packages, services = parse_parameter(kind, request.parameter)
+        failures = host_count(request.max_failures, len(hosts), "max_failures")
         action: type[Action] = FleetJob
         args: dict[str, Any] = {
             "kind": kind,
             "hosts": hosts,
             "packages": packages,
             "services": services,
-            "concurrency": concurrency,
+            "concurrency": request.concurrency,
             "max_failures": failures,
         }
         if len(hosts) == 1 and filter is None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,25 +17,9 @@ from mcoflow.rpc.filters import Filter
 from mcoflow.rpc.messages import Reply, Request, build_request
 from mcoflow.rpc.security import Signer, Verifier, generate_keypair, load_public_key
 from mcoflow.rpc.transports.memory import MemoryBroker, MemoryTransport
+from mcoflow.testing import assert_eventually
 
 REPLY_TO = "test-replies"
-
-
-async def eventually(
-    check: Callable[[], object], *, within: float = 5.0, interval: float = 0.01
-) -> None:
-    """Retry ``check`` until it neither raises AssertionError nor returns False."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            if check() is not False:
-                return
-            failure: AssertionError = AssertionError(f"still false after {within} s")
-        except AssertionError as exc:
-            failure = exc
-        if time.monotonic() > deadline:
-            raise failure
-        await asyncio.sleep(interval)
 
 
 @dataclass
@@ -136,7 +118,7 @@ class Harness:
 
     async def call(self, request: Request, *, count: int = 1) -> list[Reply]:
         await self.send(request)
-        await eventually(lambda: _at_least(self.replies_to(request), count))
+        await assert_eventually(lambda: _at_least(self.replies_to(request), count), timeout=5.0)
         return self.replies_to(request)
 
 
@@ -192,11 +174,6 @@ async def harness_factory(keys: Keys, tmp_path: Path) -> AsyncIterator[HarnessFa
 @pytest.fixture
 async def harness(harness_factory: HarnessFactory) -> Harness:
     return await harness_factory()
-
-
-@pytest.fixture(name="eventually")
-def eventually_fixture() -> Callable[..., Awaitable[None]]:
-    return eventually
 
 
 @pytest.fixture(name="make_request")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +14,9 @@ import pytest
 from mcoflow.agent.providers import SimulationSettings
 from mcoflow.rpc.filters import FactFilter, Filter
 from mcoflow.rpc.messages import Request, StatusCode
+from mcoflow.testing import assert_eventually
 
 MakeRequest = Callable[..., Request]
-Eventually = Callable[..., Awaitable[None]]
 
 
 async def test_ping_is_answered_with_a_signed_reply(
@@ -117,7 +117,7 @@ async def test_bad_input_is_refused_naming_the_field(
 
 
 async def test_broadcast_reaches_only_matching_hosts(
-    harness_factory: Any, make_request: MakeRequest, eventually: Eventually
+    harness_factory: Any, make_request: MakeRequest
 ) -> None:
     harness = await harness_factory(identities=["web1", "web2", "db1"], simulate_hosts=0)
     match_web = make_request(filter=Filter(identity=("/^web/",)))
@@ -127,12 +127,12 @@ async def test_broadcast_reaches_only_matching_hosts(
     match_none = make_request(filter=Filter(classes=("dbserver",)))
     for request in (match_web, match_facts, match_none):
         await harness.broadcast(request)
-    await eventually(lambda: _senders(harness, match_web) == ["web1", "web2"])
-    await eventually(lambda: _senders(harness, match_facts) == ["db1", "web1", "web2"])
+    await assert_eventually(lambda: _senders(harness, match_web) == ["web1", "web2"])
+    await assert_eventually(lambda: _senders(harness, match_facts) == ["db1", "web1", "web2"])
     # Sent after the others on the same queue: once its reply is in, the others were handled.
     last = make_request()
     await harness.broadcast(last)
-    await eventually(lambda: len(harness.replies_to(last)) == 3)
+    await assert_eventually(lambda: len(harness.replies_to(last)) == 3)
     assert harness.replies_to(match_none) == []
 
 
@@ -143,7 +143,7 @@ def _senders(harness: Any, request: Request) -> list[str]:
 
 
 async def test_one_host_ignores_requests_whose_filter_does_not_match(
-    harness: Any, make_request: MakeRequest, eventually: Eventually
+    harness: Any, make_request: MakeRequest
 ) -> None:
     # One identity: direct requests and broadcasts share the host's queue; a miss is silent.
     missed = make_request(
@@ -153,7 +153,7 @@ async def test_one_host_ignores_requests_whose_filter_does_not_match(
     await harness.broadcast(missed)
     await harness.send(missed.model_copy(update={"id": "direct-miss"}))
     await harness.broadcast(hit)
-    await eventually(lambda: len(harness.replies_to(hit)) == 1)
+    await assert_eventually(lambda: len(harness.replies_to(hit)) == 1)
     later = make_request()
     await harness.call(later)
     assert harness.replies_to(missed) == []
@@ -162,25 +162,25 @@ async def test_one_host_ignores_requests_whose_filter_does_not_match(
 
 
 async def test_simulated_hosts_answer_one_broadcast(
-    harness_factory: Any, make_request: MakeRequest, eventually: Eventually
+    harness_factory: Any, make_request: MakeRequest
 ) -> None:
     harness = await harness_factory(simulate_hosts=300)
     request = make_request()
     await harness.broadcast(request)
-    await eventually(lambda: len(harness.replies_to(request)) == 300)
+    await assert_eventually(lambda: len(harness.replies_to(request)) == 300)
     assert {r.sender for r in harness.replies_to(request)} == {
         f"sim-{n:05d}" for n in range(1, 301)
     }
     direct = make_request("package", "install", {"package": "hello"})
     await harness.send(direct, identities=["sim-00007"])
-    await eventually(lambda: len(harness.replies_to(direct)) == 1)
+    await assert_eventually(lambda: len(harness.replies_to(direct)) == 1)
     assert harness.replies_to(direct)[0].sender == "sim-00007"
     assert harness.fleet.install_count("sim-00007") == 1
     assert harness.fleet.total("install") == 1
 
 
 async def test_simulated_hosts_batch_their_replies(
-    harness_factory: Any, make_request: MakeRequest, eventually: Eventually
+    harness_factory: Any, make_request: MakeRequest
 ) -> None:
     # 300 identities answering one broadcast: the replies ready together share signed
     # envelopes of at most reply_batch replies instead of one envelope each.
@@ -189,19 +189,19 @@ async def test_simulated_hosts_batch_their_replies(
     assert batcher is not None and batcher.max_replies == 128
     request = make_request()
     await harness.broadcast(request)
-    await eventually(lambda: len(harness.replies_to(request)) == 300)
+    await assert_eventually(lambda: len(harness.replies_to(request)) == 300)
     assert 3 <= batcher.envelopes <= 10
     assert len({r.sender for r in harness.replies_to(request)}) == 300
 
 
 async def test_reply_batch_one_sends_every_reply_alone(
-    harness_factory: Any, make_request: MakeRequest, eventually: Eventually
+    harness_factory: Any, make_request: MakeRequest
 ) -> None:
     harness = await harness_factory(simulate_hosts=20, reply_batch=1)
     assert harness.daemon.dispatcher.batcher is None
     request = make_request()
     await harness.broadcast(request)
-    await eventually(lambda: len(harness.replies_to(request)) == 20)
+    await assert_eventually(lambda: len(harness.replies_to(request)) == 20)
 
 
 async def test_a_single_identity_does_not_batch(harness: Any) -> None:
@@ -233,19 +233,19 @@ async def test_refusals_are_logged(
 
 
 async def test_stop_lets_a_running_action_finish(
-    harness_factory: Any, make_request: MakeRequest, eventually: Eventually
+    harness_factory: Any, make_request: MakeRequest
 ) -> None:
     harness = await harness_factory(simulation=SimulationSettings(delay=0.5))
     request = make_request("package", "install", {"package": "hello"})
     await harness.send(request)
-    await eventually(lambda: harness.fleet.install_count("web1") == 1)
+    await assert_eventually(lambda: harness.fleet.install_count("web1") == 1)
     await harness.daemon.stop()
-    await eventually(lambda: len(harness.replies_to(request)) == 1)
+    await assert_eventually(lambda: len(harness.replies_to(request)) == 1)
     assert harness.replies_to(request)[0].data["changed"] is True
 
 
 async def test_simulation_stats_file_counts_calls_per_identity(
-    harness_factory: Any, make_request: MakeRequest, eventually: Eventually, tmp_path: Path
+    harness_factory: Any, make_request: MakeRequest, tmp_path: Path
 ) -> None:
     from mcoflow.agent.providers.simulated import read_stats
 
@@ -256,7 +256,9 @@ async def test_simulation_stats_file_counts_calls_per_identity(
     assert read_stats(stats)["calls"] == {}  # written at start: the agent is ready
     await harness.call(make_request("package", "install", {"package": "hello"}))
     await harness.call(make_request("service", "restart", {"service": "cron"}))
-    await eventually(lambda: read_stats(stats)["calls"] == {"web1": {"install": 1, "restart": 1}})
+    await assert_eventually(
+        lambda: read_stats(stats)["calls"] == {"web1": {"install": 1, "restart": 1}}
+    )
     await harness.call(make_request("package", "install", {"package": "hello"}))  # no change
     await harness.call(make_request("package", "install", {"package": "curl"}))
     await harness.daemon.stop()  # the last counts are written at stop whatever the interval

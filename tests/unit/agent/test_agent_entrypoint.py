@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +13,11 @@ import pytest
 from mcoflow.agent.__main__ import main
 from mcoflow.agent.daemon import run_agent
 from mcoflow.agent.settings import AgentSettings
-from mcoflow.rpc.client import RpcClient
 from mcoflow.rpc.filters import Filter
 from mcoflow.rpc.transports.memory import MemoryBroker, MemoryTransport
+from mcoflow.testing import LoggedProcess, assert_eventually
+from mcoflow.testing.rpc import DirectClient
 
-Eventually = Callable[..., Awaitable[None]]
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -44,7 +42,7 @@ async def test_run_agent_serves_until_stopped(keys: Any, tmp_path: Path) -> None
     task = asyncio.create_task(
         run_agent(_config(keys, tmp_path), transport=agent_transport, stop=stop)
     )
-    client = RpcClient(
+    client = DirectClient(
         client_transport,
         keys.caller,
         collective="mcoflow",
@@ -85,34 +83,23 @@ def test_main_reports_a_missing_key_file(
     assert "cannot start" in capsys.readouterr().err
 
 
-async def test_agent_process_stops_cleanly_on_sigterm(
-    keys: Any, tmp_path: Path, eventually: Eventually
-) -> None:
+async def test_agent_process_stops_cleanly_on_sigterm(keys: Any, tmp_path: Path) -> None:
     config = tmp_path / "agent.yaml"
     config.write_text(
         f"identity: solo\nkey_file: {keys.folder}/host.key\ntrusted_keys: {keys.trusted}\n"
         f"journal_file: {tmp_path}/journal.sqlite\nbroker_url: memory://\n"
         "package_provider: simulated\nservice_provider: simulated\n"
     )
-    log = tmp_path / "agent.log"
-    with log.open("wb") as sink:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "mcoflow.agent",
-            "--config",
-            str(config),
-            cwd=REPO,
-            stdout=sink,
-            stderr=sink,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
+    process = LoggedProcess(
+        [sys.executable, "-m", "mcoflow.agent", "--config", str(config)],
+        log=tmp_path / "agent.log",
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+    )
     try:
-        await eventually(lambda: "agent ready" in log.read_text(), within=30)
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 30) == 0
-        assert "agent stopped" in log.read_text()
+        await assert_eventually(lambda: "agent ready" in process.log.read_text(), timeout=30)
+        assert process.stop(timeout=30) == 0  # SIGTERM
+        assert "agent stopped" in process.log.read_text()
     finally:
-        if process.returncode is None:
+        if process.alive():
             process.kill()
-            await process.wait()

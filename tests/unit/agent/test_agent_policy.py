@@ -19,11 +19,15 @@ rules:
 """
 
 
+def _load(tmp_path: Path, text: str) -> Policy:
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    return Policy.from_file(path)
+
+
 @pytest.fixture
 def policy(tmp_path: Path) -> Policy:
-    path = tmp_path / "policy.yaml"
-    path.write_text(POLICY)
-    return Policy.from_file(path)
+    return _load(tmp_path, POLICY)
 
 
 @pytest.mark.parametrize(
@@ -52,23 +56,17 @@ def test_no_policy_allows_everything() -> None:
 
 
 def test_default_can_be_allow(tmp_path: Path) -> None:
-    path = tmp_path / "p.yaml"
-    path.write_text("default: allow\nrules:\n  - deny: {agent: service, action: stop}\n")
-    policy = Policy.from_file(path)
+    policy = _load(tmp_path, "default: allow\nrules:\n  - deny: {agent: service, action: stop}\n")
     assert policy.check(caller="a", agent="service", action="restart").allowed
     assert not policy.check(caller="a", agent="service", action="stop").allowed
 
 
 def test_empty_file_denies_everything(tmp_path: Path) -> None:
-    path = tmp_path / "p.yaml"
-    path.write_text("")
-    assert not Policy.from_file(path).check(caller="a", agent="rpcutil", action="ping").allowed
+    assert not _load(tmp_path, "").check(caller="a", agent="rpcutil", action="ping").allowed
 
 
 def test_glob_characters_other_than_star_are_literal(tmp_path: Path) -> None:
-    path = tmp_path / "p.yaml"
-    path.write_text("rules:\n  - allow: {caller: 'a.b?'}\n")
-    policy = Policy.from_file(path)
+    policy = _load(tmp_path, "rules:\n  - allow: {caller: 'a.b?'}\n")
     assert policy.check(caller="a.b?", agent="x", action="y").allowed
     assert not policy.check(caller="axb?", agent="x", action="y").allowed
     assert not policy.check(caller="a.bc", agent="x", action="y").allowed
@@ -86,7 +84,5 @@ def test_glob_characters_other_than_star_are_literal(tmp_path: Path) -> None:
     ],
 )
 def test_malformed_policy_is_an_error(tmp_path: Path, text: str) -> None:
-    path = tmp_path / "p.yaml"
-    path.write_text(text)
     with pytest.raises(PolicyError):
-        Policy.from_file(path)
+        _load(tmp_path, text)

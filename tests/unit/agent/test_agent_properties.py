@@ -17,8 +17,9 @@ from mcoflow.agent.dispatcher import Dispatcher
 from mcoflow.agent.plugins import HostContext, make_agents
 from mcoflow.agent.providers import SimulatedFleet
 from mcoflow.rpc.envelope import seal
-from mcoflow.rpc.messages import Reply, StatusCode, build_request, parse_reply
+from mcoflow.rpc.messages import Reply, StatusCode, parse_reply
 from mcoflow.rpc.security import Signer, Verifier
+from tests.unit.agent.conftest import make_request
 
 CALLER_KEY = Ed25519PrivateKey.generate()
 HOST_KEY = Ed25519PrivateKey.generate()
@@ -106,16 +107,7 @@ def test_correctly_signed_garbage_bodies_are_refused_without_reply(body: Any) ->
 def test_random_inputs_get_a_clear_status_and_invalid_ones_run_nothing(
     agent: str, action: str, data: dict[str, Any]
 ) -> None:
-    request = build_request(
-        sender="client",
-        caller="ops",
-        collective="mcoflow",
-        agent=agent,
-        action=action,
-        data=data,
-        reply_to="replies",
-        now=time.time(),
-    )
+    request = make_request(agent, action, data, now=time.time())
     fleet, replies = _deliver(seal(request, CALLER))
     [reply] = replies
     assert reply.request_id == request.id
@@ -138,15 +130,7 @@ def test_random_inputs_get_a_clear_status_and_invalid_ones_run_nothing(
     value=json_values,
 )
 def test_signed_requests_with_one_bad_field_do_not_crash(field: str, value: Any) -> None:
-    request = build_request(
-        sender="client",
-        caller="ops",
-        collective="mcoflow",
-        agent="package",
-        action="install",
-        data={"package": "hello"},
-        reply_to="replies",
-    )
+    request = make_request("package", "install", {"package": "hello"})
     raw = json.loads(request.model_dump_json())
     raw[field] = value
     fleet, replies = _deliver(CALLER.sign(json.dumps(raw).encode()))

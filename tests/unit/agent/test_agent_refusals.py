@@ -18,6 +18,14 @@ class Clock:
         return self.now
 
 
+def _refusal_log(caplog: pytest.LogCaptureFixture, burst: int) -> tuple[RefusalLog, Clock]:
+    """A RefusalLog on a test clock (10 s intervals), its warnings captured."""
+    caplog.set_level(logging.WARNING, logger="test.refusals")
+    clock = Clock()
+    logger = logging.getLogger("test.refusals")
+    return RefusalLog(logger, burst=burst, interval=10.0, clock=clock), clock
+
+
 def test_the_first_of_each_interval_pass_the_rest_are_counted_for_the_summary() -> None:
     limiter = RepeatLimiter(burst=3, interval=10.0)
     assert [limiter.allow("forged", 0.0 + i) for i in range(5)] == [True] * 3 + [False] * 2
@@ -56,9 +64,7 @@ def test_reasons_are_a_fixed_set_of_labels(text: str, reason: str) -> None:
 def test_a_flood_logs_a_few_lines_and_one_summary_and_counts_every_refusal(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="test.refusals")
-    clock = Clock()
-    refusals = RefusalLog(logging.getLogger("test.refusals"), burst=5, interval=10.0, clock=clock)
+    refusals, clock = _refusal_log(caplog, burst=5)
     before = REFUSED.labels(reason="forged")._value.get()
     for n in range(5000):
         clock.now = 1000.0 + n * 0.001  # 5,000 in 5 s
@@ -80,9 +86,7 @@ def test_a_flood_logs_a_few_lines_and_one_summary_and_counts_every_refusal(
 def test_the_summary_comes_with_the_next_refusal_when_nothing_flushed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="test.refusals2")
-    clock = Clock()
-    refusals = RefusalLog(logging.getLogger("test.refusals2"), burst=1, interval=10.0, clock=clock)
+    refusals, clock = _refusal_log(caplog, burst=1)
     refusals.refused("unknown signer 'x'", "first")
     refusals.refused("unknown signer 'x'", "second")
     clock.now += 11

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcoflow.engine import InvalidTransition, PlanResult, PlanState, StepState
+from mcoflow.engine import PlanResult, PlanState, StepState
 from mcoflow.engine.states import (
     STEP_DONE,
+    InvalidTransition,
     check_plan_transition,
     check_step_transition,
     plan_result,

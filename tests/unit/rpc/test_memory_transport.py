@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from mcoflow.rpc import MemoryBroker, MemoryTransport, TransportError, transport_from_url
-from tests.rpc_fixtures import assert_eventually
+from mcoflow.testing import assert_eventually
 
 
 @pytest.fixture

@@ -1,49 +1,39 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
-from mcoflow.rpc import (
-    MAX_MESSAGE_BYTES,
-    Filter,
-    MessageError,
-    StatusCode,
-    build_reply,
-    build_request,
-    encode_message,
-    parse_reply,
-    parse_request,
-)
+from mcoflow.rpc import Filter, MessageError, Request, StatusCode, build_reply, build_request
+from mcoflow.rpc.messages import MAX_MESSAGE_BYTES, encode_message, parse_reply, parse_request
+
+
+def a_request(**changes: Any) -> Request:
+    """``build_request`` with the arguments a test does not care about filled in."""
+    arguments: dict[str, Any] = {
+        "sender": "orchestrator",
+        "caller": "alice",
+        "collective": "mcollective",
+        "agent": "package",
+        "action": "install",
+        "data": {"package": "curl"},
+        "reply_to": "replies",
+    }
+    return build_request(**(arguments | changes))
 
 
 def make_request(**overrides: object) -> dict[str, object]:
-    request = build_request(
-        sender="orchestrator",
-        caller="alice",
-        collective="mcollective",
-        agent="package",
-        action="install",
-        data={"package": "curl"},
-        reply_to="replies",
-        ttl=30,
-        now=1000.0,
-    )
+    request = a_request(ttl=30, now=1000.0)
     fields = json.loads(encode_message(request))
     fields.update(overrides)
     return fields
 
 
 def test_request_round_trips_through_json() -> None:
-    request = build_request(
-        sender="orchestrator",
-        caller="alice",
-        collective="mcollective",
-        agent="package",
-        action="install",
+    request = a_request(
         data={"package": "curl", "version": None},
         filter=Filter.parse_cli(["os_family=debian", "identity:/^web/"]),
-        reply_to="replies",
     )
     parsed = parse_request(encode_message(request))
     assert parsed == request
@@ -52,9 +42,7 @@ def test_request_round_trips_through_json() -> None:
 
 
 def test_reply_round_trips_and_keeps_status_code_enum() -> None:
-    request = build_request(
-        sender="o", caller="alice", collective="c", agent="package", action="status", reply_to="r"
-    )
+    request = a_request(action="status", data=None)
     reply = build_reply(
         request, sender="web1", statuscode=StatusCode.ABORTED, statusmsg="failed", data={"x": 1}
     )
@@ -126,39 +114,19 @@ def test_oversized_message_is_refused_before_parsing() -> None:
 
 
 def test_encoding_refuses_an_oversized_message() -> None:
-    request = build_request(
-        sender="o",
-        caller="alice",
-        collective="c",
-        agent="a",
-        action="b",
-        data={"blob": "x" * MAX_MESSAGE_BYTES},
-        reply_to="r",
-    )
+    request = a_request(data={"blob": "x" * MAX_MESSAGE_BYTES})
     with pytest.raises(MessageError, match="exceeds"):
         encode_message(request)
 
 
 def test_build_request_reports_bad_names() -> None:
     with pytest.raises(MessageError, match="agent"):
-        build_request(
-            sender="o", caller="alice", collective="c", agent="no-dash", action="b", reply_to="r"
-        )
+        a_request(agent="no-dash")
     with pytest.raises(MessageError, match="ttl"):
-        build_request(
-            sender="o",
-            caller="alice",
-            collective="c",
-            agent="a",
-            action="b",
-            reply_to="r",
-            ttl=float("inf"),
-        )
+        a_request(ttl=float("inf"))
 
 
 def test_messages_are_frozen() -> None:
-    request = build_request(
-        sender="o", caller="alice", collective="c", agent="a", action="b", reply_to="r"
-    )
+    request = a_request()
     with pytest.raises(ValueError, match="frozen"):
         request.agent = "other"  # type: ignore[misc]

@@ -9,17 +9,8 @@ from collections.abc import Callable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcoflow.rpc import (
-    MessageError,
-    SecurityError,
-    Verifier,
-    build_request,
-    encode_message,
-    open_request,
-    parse_reply,
-    parse_request,
-    seal,
-)
+from mcoflow.rpc import MessageError, SecurityError, Verifier, build_request, open_request, seal
+from mcoflow.rpc.messages import encode_message, parse_reply, parse_request
 from tests.rpc_fixtures import Keys
 
 json_values = st.recursive(

@@ -24,7 +24,7 @@ from tests.rpc_fixtures import Keys
 
 
 def request_for(caller: str = "alice") -> bytes:
-    from mcoflow.rpc import encode_message
+    from mcoflow.rpc.messages import encode_message
 
     return encode_message(
         build_request(
@@ -199,15 +199,8 @@ def test_replay_guard_is_bounded() -> None:
 
 
 def test_a_reply_batch_is_verified_once_and_parsed_whole(keys: Keys) -> None:
-    from mcoflow.rpc import (
-        MessageError,
-        StatusCode,
-        build_reply,
-        encode_message,
-        encode_reply_batch,
-        open_replies,
-        parse_replies,
-    )
+    from mcoflow.rpc import MessageError, StatusCode, build_reply, open_replies
+    from mcoflow.rpc.messages import encode_message, encode_reply_batch, parse_replies
 
     request = build_request(
         sender="o", caller="alice", collective="c", agent="rpcutil", action="ping", reply_to="r"

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mcoflow.job_request import parse_hosts
 from mcoflow.web.auth import (
     Session,
     hash_password,
@@ -21,7 +22,6 @@ from mcoflow.web.auth import (
 )
 from mcoflow.web.middleware import host_name
 from mcoflow.web.sse import sse_message
-from mcoflow.web.trigger import split_hosts
 from mcoflow.web.views import fmt_duration, summarize_input
 
 SECRET = b"k" * 32
@@ -90,9 +90,9 @@ def test_host_name(header: str, name: str) -> None:
     assert host_name(header) == name
 
 
-def test_split_hosts() -> None:
-    assert split_hosts(" web-01, web-02  web-03,,") == ["web-01", "web-02", "web-03"]
-    assert split_hosts("  ") == []
+def test_parse_hosts() -> None:
+    assert parse_hosts(" web-01, web-02  web-03,,") == ["web-01", "web-02", "web-03"]
+    assert parse_hosts("  ") == []
 
 
 def test_sse_message_keeps_every_line_in_data() -> None:

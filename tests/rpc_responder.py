@@ -1,10 +1,10 @@
-"""The host side of the protocol: receive, check, run, reply.
+"""Hosts for the rpc tests: receive, check, run, reply, with no agent daemon.
 
 ``Responder`` serves one or many host identities over a transport with a table of
-async action functions. It is what the agent daemon needs from ``mcoflow.rpc``
-(signature check before parsing, ttl/time window, replay guard, filter, reply
-signing) without any OS knowledge, and what tests and benchmarks use to stand in
-for hosts. Answers to a repeated request id come from a small in-memory journal
+async action functions (signature check before parsing, ttl/time window, replay
+guard, filter, reply signing), so the transports and the client are tested against
+hosts that answer as a test wants. The real host side is ``mcoflow.agent``'s daemon
+and dispatcher. Answers to a repeated request id come from a small in-memory journal
 of recent replies, so a redelivered request is answered again but never run twice.
 """
 
