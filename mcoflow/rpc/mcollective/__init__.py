@@ -1,0 +1,52 @@
+"""MCollective's wire format (issue 19): a restricted Ruby Marshal, the psk security scheme,
+the filter Hash and STOMP 1.2 framing. The transport built on them comes later."""
+
+from __future__ import annotations
+
+from mcoflow.rpc.mcollective.filters import FILTER_KEYS, empty_filter, to_mcollective
+from mcoflow.rpc.mcollective.marshal import MarshalError, RubyKey, RubyValue, Symbol, dumps, loads
+from mcoflow.rpc.mcollective.psk import (
+    DEFAULT_TTL,
+    PskRejected,
+    RejectReason,
+    Reply,
+    Request,
+    decode_reply,
+    decode_request,
+    default_callerid,
+    digest,
+    encode_reply,
+    encode_request,
+    new_request_id,
+    rpc_body,
+)
+from mcoflow.rpc.mcollective.stomp import Frame, FrameReader, StompError, encode_frame
+
+__all__ = [
+    "DEFAULT_TTL",
+    "FILTER_KEYS",
+    "Frame",
+    "FrameReader",
+    "StompError",
+    "MarshalError",
+    "PskRejected",
+    "RejectReason",
+    "Reply",
+    "Request",
+    "RubyKey",
+    "RubyValue",
+    "Symbol",
+    "decode_reply",
+    "decode_request",
+    "default_callerid",
+    "digest",
+    "dumps",
+    "empty_filter",
+    "encode_frame",
+    "encode_reply",
+    "encode_request",
+    "loads",
+    "new_request_id",
+    "rpc_body",
+    "to_mcollective",
+]
