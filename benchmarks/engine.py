@@ -8,6 +8,12 @@
     seconds to wake them all by events
 (d) the raw rate of single-row INSERT+COMMIT on the same store, so (a) reads as a
     fraction of it
+(e) PostgreSQL: failover between two `mcoflow executor` processes. SIGKILL the one
+    holding a plan's steps: seconds until the other has claimed them all (found by its
+    liveness lock; the killed process is reaped only afterwards, so the same-machine
+    pid check cannot find it first, as on separate machines). SIGSTOP it for 25 s
+    instead: seconds it was left alone (25 unless wrongly taken over), then SIGCONT and
+    its steps finish. Both run with a heartbeat timeout of 60 s: only the lock path counts.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import contextlib
 import json
 import os
 import platform
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -28,7 +36,8 @@ from pathlib import Path
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from mcoflow.engine import Action, Event, PlanFilter, PlanState, StepState, World
+from mcoflow.engine import Action, Event, PlanFilter, PlanResult, PlanState, StepState, World
+from mcoflow.engine.liveness import SETTLE
 from mcoflow.engine.planner import Planner
 from mcoflow.engine.store import normalize_url
 from mcoflow.runtime import tune_gc
@@ -78,6 +87,29 @@ class ManyWaiting(Action):
     def plan(self, n: int) -> None:
         for _ in range(n):
             self.plan_action(WaitForEvent)
+
+
+class Hold(Action):
+    """Sleeps ``$MCOFLOW_BENCH_HOLD`` s: each executor process holds steps as long as told."""
+
+    name = "bench.hold"
+    idempotent = True  # released steps run again on the survivor
+
+    async def run(self, event: Event | None = None) -> None:
+        await asyncio.sleep(float(os.environ.get(HOLD_ENV, "0.05")))
+
+
+class Held(Action):
+    name = "bench.held"
+
+    def plan(self, n: int) -> None:
+        for _ in range(n):
+            self.plan_action(Hold)
+
+
+HOLD_ENV = "MCOFLOW_BENCH_HOLD"
+REPO = Path(__file__).resolve().parents[1]
+STALL = 25.0
 
 
 def rss_kib() -> int:
@@ -265,15 +297,106 @@ async def bench_raw_insert(report: Report, url: str, n: int) -> None:
     report.add("(d) raw single-row INSERT+COMMIT", "rate", n / elapsed, "rows/s", n)
 
 
+def spawn_executor(url: str, hold: float, tmp: Path, name: str) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCOFLOW_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(REPO)) if p)
+    env[HOLD_ENV] = str(hold)
+    argv = [
+        str(Path(sys.executable).with_name("mcoflow")), "executor", "--db", url,
+        "--import", "benchmarks.engine", "--poll-interval", "0.05",
+        "--heartbeat-interval", "0.5", "--dead-after", "60",
+    ]  # fmt: skip
+    with (tmp / f"{name}.log").open("ab") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
+
+
+async def registered(world: World, proc: subprocess.Popen[bytes]) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"executor exited with {proc.returncode}"
+        found = [e.id for e in await world.executors() if e.pid == proc.pid]
+        if found:
+            return found[0]
+        await asyncio.sleep(0.05)
+    raise TimeoutError("executor did not register")
+
+
+async def holders(world: World, plan_id: str) -> dict[int, tuple[str | None, StepState, int]]:
+    return {
+        s.idx: (s.claimed_by, s.state, s.attempts)
+        for s in await world.steps(plan_id)
+        if s.action == Hold.name
+    }
+
+
+async def takeover(url: str, tmp: Path, n: int, stall: bool) -> float:
+    """One failover scenario: seconds to take over (kill) or seconds left alone (stall)."""
+    world = await World.open(url)
+    plan = await world.trigger(Held, n=n)
+    victim = spawn_executor(url, SETTLE + 4 if stall else 600, tmp, f"victim-{stall}")
+    survivor: subprocess.Popen[bytes] | None = None
+    try:
+        victim_id = await registered(world, victim)
+        while {h[0] for h in (await holders(world, plan.id)).values()} != {victim_id}:
+            await asyncio.sleep(0.05)
+        survivor = spawn_executor(url, 0.05, tmp, f"survivor-{stall}")
+        survivor_id = await registered(world, survivor)
+        await asyncio.sleep(SETTLE + 0.5)  # the survivor judges no one before
+        victim.send_signal(signal.SIGSTOP if stall else signal.SIGKILL)  # killed: not reaped
+        t0 = time.monotonic()
+        while True:
+            held = (await holders(world, plan.id)).values()
+            if all(h[0] == survivor_id or (h[1] is StepState.SUCCESS and h[2] > 1) for h in held):
+                break  # taken over
+            if stall and time.monotonic() - t0 >= STALL:
+                break
+            await asyncio.sleep(0.01)
+        elapsed = time.monotonic() - t0
+        if stall:
+            victim.send_signal(signal.SIGCONT)
+            if elapsed < STALL:
+                print(f"the stalled executor was taken over after {elapsed:.1f} s", file=sys.stderr)
+        done = await world.wait(plan.id, timeout=120, interval=0.05)
+        assert done.result is PlanResult.SUCCESS, done
+        return elapsed
+    finally:
+        for proc in (victim, survivor):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.terminate()
+            if proc is not None:
+                proc.wait(timeout=60)
+        await world.close()
+
+
+async def bench_takeover(report: Report, url: str, n: int) -> None:
+    name = f"(e) failover, {n} steps held"
+    with tempfile.TemporaryDirectory(prefix="mcoflow-failover-") as logs:
+        try:
+            took = await takeover(url, Path(logs), n, stall=False)
+            report.add(name, "SIGKILL -> survivor claimed", took, "s", n)
+            alone = await takeover(url, Path(logs), n, stall=True)
+            report.add(name, f"SIGSTOP {STALL:.0f} s: left alone", alone, "s", n)
+        except BaseException:
+            print_logs(Path(logs))
+            raise
+
+
+def print_logs(directory: Path) -> None:
+    for log in sorted(directory.glob("*.log")):
+        print(f"--- {log.name}:\n{log.read_text()[-3000:]}", file=sys.stderr)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--json", action="store_true", help="one JSON object per figure")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every n")
-    parser.add_argument("--only", choices=["a", "b", "c", "d"], action="append")
+    parser.add_argument("--only", choices=["a", "b", "c", "d", "e"], action="append")
     args = parser.parse_args()
     report = Report(args.store, args.json)
-    only = set(args.only or "abcd")
+    # (e): PostgreSQL alone (SQLite is one machine: the heartbeat and pid checks stay)
+    only = set(args.only or ("abcde" if args.store == "postgresql" else "abcd"))
 
     def n(base: int) -> int:
         return max(1, int(base * args.scale))
@@ -285,8 +408,11 @@ async def main() -> None:
             ("a", bench_sequential, "mcoflow_bench_a", 1000),
             ("b", bench_fanout, "mcoflow_bench_b", 1000),
             ("c", bench_suspended, "mcoflow_bench_c", 10000),
+            ("e", bench_takeover, "mcoflow_bench_e", 4),
         ):
             if key in only:
+                if key == "e" and args.store != "postgresql":
+                    continue
                 async with fresh_database(args.store, tmp, name) as url:
                     await bench(report, url, n(base_n))
     if not args.json:

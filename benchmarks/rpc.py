@@ -1,6 +1,7 @@
 """RPC benchmark: round trips and simulated fleets over memory, RabbitMQ or NATS.
 
     python benchmarks/rpc.py --transport amqp|nats|memory [--json] [--hosts 1000,10000]
+    python benchmarks/rpc.py --transport amqp|nats --agent-footprint [--json]
 
 Figures: mcoflow round trips per second for one client and one agent (``rpcutil.ping``
 to one named host), sequential and with 100 requests in flight; the time an agent
@@ -24,6 +25,12 @@ The hosts are the real agent daemon (``mcoflow.agent.daemon.AgentDaemon`` with
 ``simulate_hosts``): in a subprocess for RabbitMQ and NATS, in this process for the
 memory transport. ``--reply-batch 1`` makes the agent sign and send every reply on
 its own (as N separate hosts would) instead of batching the replies ready together.
+The raw responder and round trips are in ``rpc_raw.py``.
+
+``--agent-footprint`` prints instead what the agent costs a host (``agent_footprint.py``
+says how each figure is taken): its import time, its start, its idle RSS, PSS and USS,
+and its CPU idle and per request, on a ``mcoflow agent`` process with a host's
+configuration on the real broker.
 """
 
 from __future__ import annotations
@@ -34,16 +41,15 @@ import contextlib
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
+from agent_footprint import Figure, agent_footprint, bench_client
 from machine import python_work_ms
+from rpc_raw import Child, RoundTrip, raw_round_trips
 
 from mcoflow.agent.daemon import AgentDaemon
 from mcoflow.agent.settings import AgentSettings
@@ -62,7 +68,6 @@ from mcoflow.rpc import (
     transport_from_url,
 )
 from mcoflow.runtime import tune_gc
-from mcoflow.testing.rpc import DirectClient
 
 DEFAULT_URLS = {
     "memory": "memory://bench",
@@ -70,7 +75,6 @@ DEFAULT_URLS = {
     "nats": os.environ.get("MCOFLOW_TEST_NATS_URL", "nats://127.0.0.1:4222"),
 }
 CORES = os.cpu_count() or 1
-RAW_QUEUE = "mcoflow-bench.raw"
 
 
 HOST_PATTERN = "sim{n:05d}.bench"
@@ -142,80 +146,7 @@ async def serve_agent(
     await transport.close()
 
 
-async def serve_raw(url: str) -> None:
-    if url.startswith("amqp"):
-        import aio_pika
-
-        connection = await aio_pika.connect(url)
-        channel = await connection.channel(publisher_confirms=True)
-        await channel.set_qos(prefetch_count=256)
-        for persistent in (False, True):
-            queue = await channel.declare_queue(f"{RAW_QUEUE}.{persistent}", durable=persistent)
-            mode = aio_pika.DeliveryMode.PERSISTENT if persistent else None
-
-            def make(m: Any) -> Callable[[Any], Awaitable[None]]:
-                async def on_request(message: Any) -> None:
-                    await channel.default_exchange.publish(
-                        aio_pika.Message(message.body, delivery_mode=m), message.reply_to
-                    )
-                    await message.ack()
-
-                return on_request
-
-            await queue.consume(make(mode))
-        print("ready", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-        await connection.close()
-        return
-    import nats
-
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    await js.add_stream(name="MCOFLOW_BENCH_RAW", subjects=[f"{RAW_QUEUE}.js.>"])
-
-    async def core_reply(msg: Any) -> None:
-        await nc.publish(msg.reply, msg.data)
-
-    async def js_reply(msg: Any) -> None:
-        await js.publish(f"{RAW_QUEUE}.js.rep", msg.data)
-        await msg.ack()
-
-    await nc.subscribe(f"{RAW_QUEUE}.core", cb=core_reply)
-    await js.subscribe(f"{RAW_QUEUE}.js.req", durable="raw_req", cb=js_reply, manual_ack=True)
-    print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    await nc.close()
-
-
-class Child:
-    """An agent (or raw responder) subprocess; it stops when its stdin closes."""
-
-    def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    async def ready(self) -> float:
-        assert self.process.stdout is not None
-        line = await asyncio.get_running_loop().run_in_executor(None, self.process.stdout.readline)
-        if not line.startswith("ready"):
-            raise RuntimeError(f"responder did not start: {line!r}")
-        words = line.split()
-        return float(words[1]) if len(words) > 1 else 0.0
-
-    async def stop(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        await asyncio.get_running_loop().run_in_executor(None, self.process.wait, 600)
-
-
 # -- measurements -----------------------------------------------------------------------
-
-
-RoundTrip = Callable[[int], Awaitable[None]]
 
 
 async def _timed(one: RoundTrip, count: int, inflight: int) -> float:
@@ -268,105 +199,6 @@ async def interleaved_rates(
     return total / raw_seconds, total / our_seconds, percentages
 
 
-@contextlib.asynccontextmanager
-async def raw_round_trips(url: str) -> AsyncIterator[dict[str, RoundTrip]]:
-    """One raw round trip per delivery kind (plain aio-pika / nats-py, no mcoflow), to
-    a raw responder subprocess: {"raw transient+confirms": one, ...}."""
-    child = Child("--serve-raw", "--url", url)
-    await child.ready()
-    ones: dict[str, RoundTrip] = {}
-    try:
-        if url.startswith("amqp"):
-            import aio_pika
-
-            connection = await aio_pika.connect(url)
-            channel = await connection.channel(publisher_confirms=True)
-            for persistent in (False, True):
-                reply_queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-                waiting: dict[bytes, asyncio.Future[None]] = {}
-
-                async def on_reply(
-                    message: Any, waiting: dict[bytes, asyncio.Future[None]] = waiting
-                ) -> None:
-                    waiting.pop(message.body).set_result(None)
-                    await message.ack()
-
-                await reply_queue.consume(on_reply)
-                mode = aio_pika.DeliveryMode.PERSISTENT if persistent else None
-
-                async def one(
-                    n: int,
-                    waiting: dict[bytes, asyncio.Future[None]] = waiting,
-                    mode: Any = mode,
-                    name: str = reply_queue.name,
-                    persistent: bool = persistent,
-                ) -> None:
-                    key = uuid.uuid4().bytes
-                    future = waiting[key] = asyncio.get_running_loop().create_future()
-                    await channel.default_exchange.publish(
-                        aio_pika.Message(key, delivery_mode=mode, reply_to=name),
-                        f"{RAW_QUEUE}.{persistent}",
-                    )
-                    await future
-
-                label = "persistent+confirms" if persistent else "transient+confirms"
-                ones[f"raw {label}"] = one
-            try:
-                yield ones
-            finally:
-                await connection.close()
-        else:
-            import nats
-
-            nc = await nats.connect(url)
-
-            async def core(n: int) -> None:
-                await nc.request(f"{RAW_QUEUE}.core", b"x" * 64, timeout=10)
-
-            ones["raw core request"] = core
-            js = nc.jetstream()
-            waiting_js: dict[bytes, asyncio.Future[None]] = {}
-
-            async def on_js_reply(msg: Any) -> None:
-                future = waiting_js.pop(msg.data, None)
-                if future is not None:
-                    future.set_result(None)
-                await msg.ack()
-
-            sub = await js.subscribe(
-                f"{RAW_QUEUE}.js.rep", durable="raw_rep", cb=on_js_reply, manual_ack=True
-            )
-
-            async def jetstream(n: int) -> None:
-                key = uuid.uuid4().bytes
-                future = waiting_js[key] = asyncio.get_running_loop().create_future()
-                await js.publish(f"{RAW_QUEUE}.js.req", key)
-                await future
-
-            ones["raw jetstream"] = jetstream
-            try:
-                yield ones
-            finally:
-                await sub.unsubscribe()
-                with contextlib.suppress(Exception):
-                    await js.delete_stream("MCOFLOW_BENCH_RAW")
-                await nc.close()
-    finally:
-        await child.stop()
-        if url.startswith("amqp"):
-            await drop_raw_queues(url)
-
-
-async def drop_raw_queues(url: str) -> None:
-    import aio_pika
-
-    connection = await aio_pika.connect(url)
-    async with connection:
-        for persistent in (False, True):
-            channel = await connection.channel()
-            await channel.queue_delete(f"{RAW_QUEUE}.{persistent}")
-
-
 async def mcoflow_figures(
     kind: str,
     url: str,
@@ -377,22 +209,14 @@ async def mcoflow_figures(
     reply_batch: int | None,
     round_trips: bool = True,
     raw: tuple[str, RoundTrip] | None = None,
-) -> list[tuple[str, float, str, int]]:
+) -> list[Figure]:
     """``raw``: the raw round trip sent as mcoflow sends (and its label), measured in
     alternating rounds with mcoflow's."""
-    figures: list[tuple[str, float, str, int]] = []
+    figures: list[Figure] = []
     collective = f"bench{uuid.uuid4().hex[:8]}"
     transport = transport_from_url(url)
     await transport.connect()
-    client = DirectClient(
-        transport,
-        Signer.from_file(keydir / "bench.key"),
-        collective=collective,
-        reply_to=f"mcoflow-bench.replies.{collective}",
-        transient_replies=True,
-        verifier=Verifier({"hosts": Signer.from_file(keydir / "hosts.key").public_key}),
-    )
-    await client.start()
+    client = await bench_client(transport, keydir, collective, collective)
 
     async def with_fleet(count: int) -> tuple[Child | None, AgentDaemon | None, float]:
         if kind == "memory":
@@ -402,7 +226,7 @@ async def mcoflow_figures(
             daemon, startup = await start_agent(config, agent_transport)
             return None, daemon, startup
         child = Child(
-            "--serve", "--url", url, "--keydir", str(keydir), "--collective", collective,
+            __file__, "--serve", "--url", url, "--keydir", str(keydir), "--collective", collective,
             "--hosts", str(count), "--reply-batch", str(reply_batch or 0),
         )  # fmt: skip
         startup = await child.ready()
@@ -415,7 +239,7 @@ async def mcoflow_figures(
             await daemon.stop(grace=5)
             await daemon.transport.close()
 
-    async def round_trip_figures(figures: list[tuple[str, float, str, int]]) -> None:
+    async def round_trip_figures(figures: list[Figure]) -> None:
         child, daemon, _ = await with_fleet(1)
         target = host_names(1)
 
@@ -479,9 +303,7 @@ async def mcoflow_figures(
 SAME_DELIVERY = {"amqp": "raw transient+confirms", "nats": "raw jetstream"}
 
 
-def ratios_to_raw(
-    rows: list[tuple[str, float, str, int]], transport: str
-) -> list[tuple[str, float, str, int]]:
+def ratios_to_raw(rows: list[Figure], transport: str) -> list[Figure]:
     """mcoflow's round trips as a percentage of the raw rate with the same delivery."""
     values = {metric: value for metric, value, _, _ in rows}
     raw = SAME_DELIVERY.get(transport)
@@ -512,9 +334,7 @@ def message_work_us(keydir: Path, count: int = 2000) -> float:
     return (time.perf_counter() - started) / count * 1e6
 
 
-def message_work_figures(
-    rows: list[tuple[str, float, str, int]], transport: str, keydir: Path
-) -> list[tuple[str, float, str, int]]:
+def message_work_figures(rows: list[Figure], transport: str, keydir: Path) -> list[Figure]:
     """The message work per round trip, and the share of the raw sequential rate left
     if it were all mcoflow added to a raw round trip."""
     work = message_work_us(keydir)
@@ -528,45 +348,58 @@ def message_work_figures(
     return figures
 
 
-async def run(args: argparse.Namespace) -> None:
+async def rpc_figures(args: argparse.Namespace, url: str, keydir: Path) -> list[Figure]:
+    """Everything but the agent's footprint: raw and mcoflow round trips, fleets, the
+    message work and the ratios."""
+    rows: list[Figure] = []
+    async with contextlib.AsyncExitStack() as stack:
+        raw: tuple[str, RoundTrip] | None = None
+        if args.transport != "memory" and not args.no_raw and not args.no_round_trips:
+            ones = await stack.enter_async_context(raw_round_trips(url))
+            same = SAME_DELIVERY[args.transport]
+            raw = (same, ones.pop(same))
+            for label, one in ones.items():  # the others alone, for comparison
+                rows.append((f"{label} sequential", await rate(one, args.sequential, 1), "1/s", 1))
+                rows.append(
+                    (f"{label} 100 in flight", await rate(one, args.parallel, 100), "1/s", 1)
+                )
+        rows.extend(
+            await mcoflow_figures(
+                args.transport,
+                url,
+                keydir,
+                args.sequential,
+                args.parallel,
+                [int(n) for n in args.hosts.split(",") if n],
+                args.reply_batch or None,
+                round_trips=not args.no_round_trips,
+                raw=raw,
+            )
+        )
+    rows.extend(message_work_figures(rows, args.transport, keydir))
+    rows.extend(ratios_to_raw(rows, args.transport))
+    return rows
+
+
+async def run(args: argparse.Namespace) -> list[Figure]:
     url = args.url or DEFAULT_URLS[args.transport]
-    fleets = [int(n) for n in args.hosts.split(",") if n]
-    rows: list[tuple[str, float, str, int]] = [
+    rows: list[Figure] = [
         ("machine: fixed Python work at the start (ms)", python_work_ms(), "ms", 1)
     ]
     with tempfile.TemporaryDirectory() as tmp:
         keydir = Path(tmp)
         generate_keypair(keydir, "bench")
         generate_keypair(keydir, "hosts")
-        async with contextlib.AsyncExitStack() as stack:
-            raw: tuple[str, RoundTrip] | None = None
-            if args.transport != "memory" and not args.no_raw and not args.no_round_trips:
-                ones = await stack.enter_async_context(raw_round_trips(url))
-                same = SAME_DELIVERY[args.transport]
-                raw = (same, ones.pop(same))
-                for label, one in ones.items():  # the others alone, for comparison
-                    rows.append(
-                        (f"{label} sequential", await rate(one, args.sequential, 1), "1/s", 1)
-                    )
-                    rows.append(
-                        (f"{label} 100 in flight", await rate(one, args.parallel, 100), "1/s", 1)
-                    )
-            rows.extend(
-                await mcoflow_figures(
-                    args.transport,
-                    url,
-                    keydir,
-                    args.sequential,
-                    args.parallel,
-                    fleets,
-                    args.reply_batch or None,
-                    round_trips=not args.no_round_trips,
-                    raw=raw,
-                )
-            )
-        rows.extend(message_work_figures(rows, args.transport, keydir))
-    rows.extend(ratios_to_raw(rows, args.transport))
+        if args.agent_footprint:
+            rows.extend(await agent_footprint(args.transport, url, keydir))
+        else:
+            rows.extend(await rpc_figures(args, url, keydir))
     rows.append(("machine: fixed Python work at the end (ms)", python_work_ms(), "ms", 1))
+    return rows
+
+
+def print_figures(rows: list[Figure], args: argparse.Namespace) -> None:
+    batch = args.reply_batch or "auto"
     if args.json:
         for metric, value, unit, n in rows:
             print(
@@ -579,12 +412,11 @@ async def run(args: argparse.Namespace) -> None:
                         "transport": args.transport,
                         "n": n,
                         "cores": CORES,
-                        "reply_batch": args.reply_batch or "auto",
+                        "reply_batch": batch,
                     }
                 )
             )
         return
-    batch = args.reply_batch or "auto"
     print(f"rpc benchmark  transport={args.transport}  cores={CORES}  reply_batch={batch}")
     width = max(len(metric) for metric, *_ in rows)
     print(f"{'metric':<{width}} {'n':>7} {'value':>12}  unit")
@@ -610,14 +442,19 @@ def main() -> None:
     parser.add_argument(
         "--no-round-trips", action="store_true", help="only the simulated fleet figures"
     )
+    parser.add_argument(
+        "--agent-footprint",
+        action="store_true",
+        help="only the agent's footprint: import time, memory, CPU (amqp or nats)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--serve-raw", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--keydir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--collective", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.agent_footprint and args.transport == "memory":
+        parser.error("--agent-footprint measures an agent process: --transport amqp or nats")
     logging.basicConfig(level=logging.WARNING)
-    # the garbage collector as `mcoflow agent` and `mcoflow executor` set it (the raw
-    # figures too: the same ground for both)
+    # the garbage collector as `mcoflow agent` and `mcoflow executor` set it
     tune_gc()
     if args.serve:
         asyncio.run(
@@ -625,10 +462,8 @@ def main() -> None:
                 args.url, args.keydir, args.collective, int(args.hosts), args.reply_batch or None
             )
         )
-    elif args.serve_raw:
-        asyncio.run(serve_raw(args.url))
     else:
-        asyncio.run(run(args))
+        print_figures(asyncio.run(run(args)), args)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ in the embedded default an in-process agent for this machine (plus simulated hos
 Key layout under ``keys_dir`` (``mcoflow keys init`` creates it):
     orchestrator/<caller>.key   signs requests        callers/<caller>.pub  agents trust these
     hosts/<host>.pub            replies verified      host-keys/<host>.key  embedded agents only
+
+The signing key is always orchestrator/<caller>.key: `mcoflow keys rotate` replaces the
+file, and a running process signs with the new key within a second (FileSigner).
+Rotation, retirement and revocation of caller keys: mcoflow.caller_keys.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ from typing import Any
 
 from mcoflow.actions.bridge import LostRequests, ReplyRouter, RpcPublisher
 from mcoflow.actions.inventory import use_inventory
+from mcoflow.caller_keys import publish_signing_key
 from mcoflow.engine import Executor, Store, World
 from mcoflow.rpc.client import RpcClient
-from mcoflow.rpc.security import Signer, Verifier, generate_keypair
+from mcoflow.rpc.key_files import FileSigner
+from mcoflow.rpc.security import Verifier, generate_keypair
+from mcoflow.rpc.tls import TlsOptions
 from mcoflow.rpc.transport import Transport
 from mcoflow.rpc.transports import transport_from_url
 from mcoflow.settings import Settings
@@ -45,8 +52,13 @@ def _key_pair(keys_dir: Path, private_dir: str, public_dir: str, name: str) -> P
 
 
 def ensure_caller_key(keys_dir: Path, caller: str) -> Path:
-    """The orchestrator's signing key; agents trust callers/<caller>.pub."""
-    return _key_pair(keys_dir, "orchestrator", "callers", caller)
+    """The orchestrator's signing key, created on first use; its public half is in
+    callers/ (agents trust it) unless it is there already under another name."""
+    key = keys_dir / "orchestrator" / f"{caller}.key"
+    if not key.exists():
+        generate_keypair(key.parent, caller)
+    publish_signing_key(keys_dir, caller)
+    return key
 
 
 def ensure_host_key(keys_dir: Path, name: str) -> Path:
@@ -108,7 +120,7 @@ async def build_orchestrator(
 ) -> Orchestrator:
     """Everything one orchestrator process runs (not started yet)."""
     keys = settings.keys_dir
-    signer = Signer.from_file(ensure_caller_key(keys, settings.caller), settings.caller)
+    signer = FileSigner(ensure_caller_key(keys, settings.caller), settings.caller)
     if local_agent:
         ensure_host_key(keys, socket.gethostname())
     if simulate_hosts:
@@ -117,7 +129,7 @@ async def build_orchestrator(
     verifier = Verifier.from_directory(keys / "hosts")
     store = Store(settings.database_url)
     await store.upgrade()
-    transport = transport_from_url(settings.transport_url)
+    transport = transport_from_url(settings.transport_url, tls=TlsOptions.from_settings(settings))
     router = ReplyRouter(store)
     client = RpcClient(
         transport,

@@ -8,6 +8,7 @@ in the working directory and the in-process broker.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 # NAME of a "NAME:HASH" web_users / web_api_tokens entry: who acts, in a plan's history
@@ -62,6 +64,16 @@ class Settings(BaseModel):
 
     database_url: str = "sqlite:///mcoflow.db"
     transport_url: str = "memory://"
+    broker_tls_ca: Path | None = Field(
+        None,
+        description="CA file the broker's certificate is checked against (amqps://, "
+        "tls://); unset: the system's CAs",
+    )
+    broker_tls_cert: Path | None = Field(None, description="client certificate for the broker")
+    broker_tls_key: Path | None = Field(None, description="its key; unset: in broker_tls_cert")
+    broker_tls_verify_hostname: bool = Field(
+        True, description="check that the broker's certificate names the URL's host"
+    )
     collective: str = "mcoflow"
     keys_dir: Path = Path(".mcoflow/keys")
     state_dir: Path = Field(Path(".mcoflow"), description="agent journals of the embedded default")
@@ -92,6 +104,12 @@ class Settings(BaseModel):
         description="signs the web session cookies; unset: a random one kept in "
         "state_dir/web-secret",
     )
+    trusted_proxies: tuple[str, ...] = Field(
+        default=(),
+        description="IP addresses or networks (10.0.0.5, 10.0.0.0/24) of reverse proxies "
+        "in front of the web console whose X-Forwarded-Proto/-For/-Host are believed; "
+        "empty: none",
+    )
     # checked by `serve` (mcoflow.agent.providers.SimulationSettings): importing the
     # agent here would slow down every command
     simulation: dict[str, Any] = Field(
@@ -113,6 +131,31 @@ class Settings(BaseModel):
                     f"entry {name[:64]!r}: expected 'NAME:{scheme}…' as printed by "
                     f"`mcoflow web {command}`"
                 )
+        return entries
+
+    @model_validator(mode="after")
+    def _broker_tls(self) -> Settings:
+        if (
+            self.broker_tls_ca
+            or self.broker_tls_cert
+            or self.broker_tls_key
+            or (not self.broker_tls_verify_hostname)
+        ):  # imported only then: most commands never need ssl
+            from mcoflow.rpc.tls import TlsOptions, check_tls_url
+
+            check_tls_url(self.transport_url, TlsOptions.from_settings(self))
+        return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, entries: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (10.0.0.5, 10.0.0.0/24, ::1)"
+                ) from None
         return entries
 
 
@@ -160,4 +203,5 @@ def load_settings(**overrides: Any) -> Settings:
 
 def validation_problems(exc: ValidationError) -> str:
     """Each refused field and why, on one line: ``a.b: reason; c: reason``."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    problems = ((".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors())
+    return "; ".join(f"{where}: {msg}" if where else msg for where, msg in problems)

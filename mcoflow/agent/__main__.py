@@ -23,7 +23,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only check the config, the keys and the broker, a line each; the exit "
+        "status says whether all passed",
+    )
     args = parser.parse_args(argv)
+    if args.check:
+        from mcoflow.checks.agent import check_agent
+
+        return check_agent(args.config or config_path_from_env())
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

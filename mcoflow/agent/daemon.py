@@ -31,7 +31,9 @@ from mcoflow.agent.providers import (
     detect_service_provider,
 )
 from mcoflow.agent.settings import AgentSettings
-from mcoflow.rpc.security import ReplayGuard, Signer, Verifier
+from mcoflow.agent.trust import TrustWatcher
+from mcoflow.rpc.security import ReplayGuard, Signer
+from mcoflow.rpc.tls import TlsOptions
 from mcoflow.rpc.transport import Subscription, Transport
 from mcoflow.rpc.transports import transport_from_url
 
@@ -52,14 +54,18 @@ class AgentDaemon:
         self.config = config
         self._owns_transport = transport is None
         self.transport = (
-            transport if transport is not None else transport_from_url(config.broker_url)
+            transport
+            if transport is not None
+            else transport_from_url(config.broker_url, tls=TlsOptions.from_settings(config))
         )
         self.fleet = fleet if fleet is not None else SimulatedFleet(config.simulation)
         self.agents: dict[str, Agent] = make_agents(list(config.agents))
         self.policy = (
             Policy.from_file(config.policy_file) if config.policy_file else Policy.allow_all()
         )
-        self.verifier = Verifier.from_directory(config.trusted_keys)
+        # the caller keys, read again when they change (rotation, revocation)
+        self.trust = TrustWatcher(config.trusted_keys)
+        self.verifier = self.trust.verifier
         if not self.verifier.names:
             log.warning("no trusted keys in %s: every request will be refused", config.trusted_keys)
         self.signer = Signer.from_file(config.key_file, config.key_name)
@@ -83,9 +89,11 @@ class AgentDaemon:
                 clock_skew=config.clock_skew, max_entries=max(1_000_000, 200 * len(identities))
             ),
             reply_batch=config.reply_batch_size(),
+            refresh_trust=self.trust.on_unknown_key,
         )
         self._subscriptions: list[Subscription] = []
         self._pruner: asyncio.Task[None] | None = None
+        self._trust_watch: asyncio.Task[None] | None = None
         self._stats_writer: asyncio.Task[None] | None = None
 
     # -- set-up ---------------------------------------------------------------------
@@ -186,6 +194,9 @@ class AgentDaemon:
                 )
             )
         self._pruner = asyncio.create_task(self._prune_forever(), name="journal-pruner")
+        self._trust_watch = asyncio.create_task(
+            self.trust.watch(self.config.trusted_keys_reload), name="trusted-keys"
+        )
         if self.fleet.settings.stats_file is not None:
             self._write_stats()
             self._stats_writer = asyncio.create_task(self._write_stats_forever(), name="sim-stats")
@@ -203,12 +214,12 @@ class AgentDaemon:
         """Let running actions finish (up to ``grace`` s, a package install must not be
         killed half way), then unsubscribe and close."""
         await self.dispatcher.drain(self.config.shutdown_grace if grace is None else grace)
-        for task in (self._pruner, self._stats_writer):
+        for task in (self._pruner, self._stats_writer, self._trust_watch):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._pruner = self._stats_writer = None
+        self._pruner = self._stats_writer = self._trust_watch = None
         self._write_stats()
         for subscription in self._subscriptions:
             with contextlib.suppress(Exception):
@@ -218,6 +229,11 @@ class AgentDaemon:
             await self.transport.close()
         self.journal.close()
         log.info("agent stopped")
+
+    def reload_trusted_keys(self) -> None:
+        """SIGHUP: read the trusted keys again now."""
+        log.info("SIGHUP: reading the trusted keys in %s again", self.config.trusted_keys)
+        self.trust.check(force=True)
 
     async def _write_stats_forever(self) -> None:
         """Simulated hosts: the calls per identity, for benchmarks and tests outside."""
@@ -255,17 +271,23 @@ async def run_agent(
     transport: Transport | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Run the agent until SIGTERM/SIGINT (or until ``stop`` is set), then shut down cleanly."""
+    """Run the agent until SIGTERM/SIGINT (or until ``stop`` is set), then shut down
+    cleanly; SIGHUP reads the trusted keys again."""
     stop = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
+    daemon = AgentDaemon(config, transport=transport)
     installed: list[signal.Signals] = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    handlers = {
+        signal.SIGTERM: stop.set,
+        signal.SIGINT: stop.set,
+        signal.SIGHUP: daemon.reload_trusted_keys,
+    }
+    for signum, handler in handlers.items():
         try:
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, handler)
             installed.append(signum)
         except (NotImplementedError, RuntimeError, ValueError):
             pass  # not the main thread (e.g. embedded in another program): rely on `stop`
-    daemon = AgentDaemon(config, transport=transport)
     try:
         await daemon.start()
         await stop.wait()

@@ -36,7 +36,14 @@ from mcoflow.rpc.messages import (
     encode_message,
     policy_denied_message,
 )
-from mcoflow.rpc.security import ReplayGuard, SecurityError, Signer, Verifier, unpack_envelope
+from mcoflow.rpc.security import (
+    ReplayGuard,
+    SecurityError,
+    Signer,
+    UntrustedKey,
+    Verifier,
+    unpack_envelope,
+)
 
 log = logging.getLogger("mcoflow.agent")
 
@@ -61,10 +68,14 @@ class Dispatcher:
         replay_guard: ReplayGuard | None = None,
         clock: Clock = time.time,
         reply_batch: int = 1,
+        refresh_trust: Callable[[], bool] | None = None,
     ) -> None:
         """``reply_batch`` > 1 lets replies to the same destination that are ready
-        together share one signed envelope (see ReplyBatcher); 1 sends each alone."""
+        together share one signed envelope (see ReplyBatcher); 1 sends each alone.
+        ``refresh_trust`` is called when no trusted key verifies a message; True (the
+        trusted keys changed) has the message checked once more."""
         self.verifier = verifier
+        self._refresh_trust = refresh_trust
         self.signer = signer
         self.agents = dict(agents)
         self.policy = policy if policy is not None else Policy.allow_all()
@@ -130,7 +141,13 @@ class Dispatcher:
 
     def _open(self, envelope: bytes) -> Request | None:
         try:
-            return open_request(envelope, self.verifier)
+            try:
+                return open_request(envelope, self.verifier)
+            except UntrustedKey:
+                # signed with a key added since the last reload, perhaps: look again
+                if self._refresh_trust is None or not self._refresh_trust():
+                    raise
+                return open_request(envelope, self.verifier)
         except (SecurityError, MessageError) as exc:
             self._refusals.refused(
                 exc.reason,

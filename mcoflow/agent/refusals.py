@@ -36,6 +36,7 @@ def serve_agent_metrics(listen: str) -> WSGIServer:
 # (label, words in the refusal's text): the first match names the reason; the label set
 # is fixed, whatever a sender puts in its messages
 _REASONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("revoked_key", ("revoked key",)),
     ("unknown_signer", ("unknown signer",)),
     ("forged", ("bad signature", "but is signed by", "signature has the wrong length")),
     ("replayed", ("replay", "already received")),

@@ -5,8 +5,13 @@ Example (every key optional except the two key settings)::
     identity: web1.example.com        # default: this machine's hostname
     collective: mcoflow
     broker_url: amqp://guest:guest@127.0.0.1:5672/
+    # broker_url: amqps://mcoflow:secret@broker.example.com:5671/   # TLS:
+    # broker_tls_ca: /etc/mcoflow/tls/ca.pem
+    # broker_tls_cert: /etc/mcoflow/tls/web1.pem
+    # broker_tls_key: /etc/mcoflow/tls/web1.key
     key_file: /etc/mcoflow/keys/web1.key       # signs replies
     trusted_keys: /etc/mcoflow/trusted         # *.pub of the callers allowed to sign requests
+    trusted_keys_reload: 2.0                   # s between checks for added/revoked keys
     policy_file: /etc/mcoflow/policy.yaml      # absent: every trusted caller is allowed
     journal_file: /var/lib/mcoflow/agent/journal.sqlite
     agents: [package, service]                 # rpcutil is always served
@@ -45,6 +50,7 @@ from pydantic_settings import (
 )
 
 from mcoflow.agent.providers import PackageChoice, ServiceChoice, SimulationSettings
+from mcoflow.rpc.tls import TlsOptions, check_tls_url
 
 DEFAULT_AGENTS = ("rpcutil", "package", "service")
 
@@ -81,9 +87,18 @@ class AgentSettings(BaseSettings):
     simulate_pattern: str = "sim-{n:05d}"
     collective: str = "mcoflow"
     broker_url: str = "memory://"
+    # TLS of an amqps:// or tls:// broker_url: the CA its certificate is checked against
+    # (unset: the system's), this host's client certificate and key (unset: in the cert)
+    broker_tls_ca: Path | None = None
+    broker_tls_cert: Path | None = None
+    broker_tls_key: Path | None = None
+    broker_tls_verify_hostname: bool = True
     key_file: Path
     key_name: str | None = None
     trusted_keys: Path
+    # seconds between looks at trusted_keys for added, removed and revoked keys (also
+    # read again on SIGHUP): the longest a revoked key is still accepted
+    trusted_keys_reload: float = Field(2.0, gt=0, le=3600)
     policy_file: Path | None = None
     journal_file: Path | None = Field(default_factory=default_journal_file)
     journal_retention: float = Field(8 * 24 * 3600.0, gt=0)
@@ -144,6 +159,11 @@ class AgentSettings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _broker_tls(self) -> AgentSettings:
+        check_tls_url(self.broker_url, TlsOptions.from_settings(self))
+        return self
+
     @property
     def changes_the_host(self) -> bool:
         """Whether a provider acts on this machine (not simulated, not none)."""
@@ -180,6 +200,9 @@ class AgentSettings(BaseSettings):
 
 
 _PATH_KEYS = (
+    "broker_tls_ca",
+    "broker_tls_cert",
+    "broker_tls_key",
     "key_file",
     "trusted_keys",
     "policy_file",

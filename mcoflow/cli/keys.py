@@ -1,6 +1,11 @@
-"""`mcoflow keys init | host`: the Ed25519 key pairs."""
+"""`mcoflow keys init | host | rotate | use | retire | revoke | list`: the Ed25519 key
+pairs, and the caller keys' rotation and revocation (mcoflow.caller_keys)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -9,6 +14,9 @@ from mcoflow.cli.app import (
     console,
     keys_app,
 )
+
+if TYPE_CHECKING:
+    from mcoflow.caller_keys import KeyInfo
 
 
 @keys_app.command("init")
@@ -34,3 +42,119 @@ def keys_host(name: str) -> None:
         console.print(f"[red]error:[/red] name: {exc}")
         raise typer.Exit(2) from None
     console.print(f"host key {key}")
+
+
+def _fail(exc: Exception) -> NoReturn:
+    console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(2) from None
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    stage: Annotated[
+        bool,
+        typer.Option(
+            "--stage",
+            help="publish the new key only; sign with it after `mcoflow keys use NAME` "
+            "(for agents on other machines: copy callers/ to them first)",
+        ),
+    ] = False,
+) -> None:
+    """Make a new signing key.
+
+    Its public half goes to callers/ (agents pick it up), the orchestrator signs
+    with it (running processes within a second). The old key stays trusted until
+    `mcoflow keys retire OLD`."""
+    from mcoflow.caller_keys import KeysError, rotate, signing_fingerprint
+
+    settings = cli_settings()
+    try:
+        old = signing_fingerprint(settings.keys_dir, settings.caller)
+        new = rotate(settings.keys_dir, settings.caller, stage=stage)
+    except (KeysError, OSError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"new key {new.name} ({new.fingerprint[:16]}), {new.state}: {new.path}")
+    if stage:
+        console.print(f"copy callers/ to the agents, then `mcoflow keys use {new.name}`")
+    elif old is not None:
+        console.print(
+            f"the old key {old[:16]} stays trusted: once no request signed with it is in "
+            f"flight (their ttl), `mcoflow keys retire {old[:16]}`"
+        )
+
+
+@keys_app.command("use")
+def keys_use(name: Annotated[str, typer.Argument(help="staged key: name or fingerprint")]) -> None:
+    """Sign with a staged key (`rotate --stage`) from now on."""
+    from mcoflow.caller_keys import use
+
+    key = _change(use, name)
+    console.print(f"signing with {key.name} ({key.fingerprint[:16]}) from now on")
+
+
+@keys_app.command("retire")
+def keys_retire(name: Annotated[str, typer.Argument(help="key name or fingerprint")]) -> None:
+    """Stop trusting a caller key.
+
+    Agents stop trusting it: moved from callers/ to retired/."""
+    from mcoflow.caller_keys import retire
+
+    key = _change(retire, name)
+    console.print(f"retired {key.name} ({key.fingerprint[:16]}): {key.path}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="key name or fingerprint")]) -> None:
+    """Refuse a caller key.
+
+    Agents refuse it from their next look at callers/ (trusted_keys_reload seconds,
+    or at once on SIGHUP): moved to callers/revoked/."""
+    from mcoflow.caller_keys import revoke
+
+    key = _change(revoke, name)
+    console.print(f"revoked {key.name} ({key.fingerprint[:16]}): {key.path}")
+
+
+def _change(operation: Callable[[Path, str, str], KeyInfo], name: str) -> KeyInfo:
+    from mcoflow.caller_keys import KeysError
+
+    settings = cli_settings()
+    try:
+        return operation(settings.keys_dir, settings.caller, name)
+    except (KeysError, OSError, ValueError) as exc:
+        _fail(exc)
+
+
+@keys_app.command("list")
+def keys_list(
+    trusted: Annotated[
+        Path | None,
+        typer.Option(
+            "--trusted", metavar="DIR", help="list an agent's trusted_keys directory instead"
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per key")] = False,
+) -> None:
+    """List the keys with their fingerprint and state.
+
+    States: signing, staged, trusted, retired, revoked."""
+    import json
+
+    from rich.table import Table
+
+    from mcoflow.caller_keys import KeysError, list_directory, list_keys
+
+    settings = cli_settings()
+    try:
+        rows = list_directory(trusted) if trusted else list_keys(settings.keys_dir, settings.caller)
+    except (KeysError, OSError, ValueError) as exc:
+        _fail(exc)
+    if as_json:
+        for row in rows:
+            fields = {"kind": row.kind, "name": row.name, "fingerprint": row.fingerprint}
+            print(json.dumps({**fields, "state": row.state.value, "path": str(row.path)}))
+        return
+    table = Table("kind", "name", "fingerprint", "state")
+    for row in rows:
+        table.add_row(row.kind, row.name, row.fingerprint[:16], row.state.value)
+    console.print(table)

@@ -44,18 +44,31 @@ def executor(
     heartbeat_interval: Annotated[float | None, typer.Option()] = None,
     dead_after: Annotated[float | None, typer.Option(help="seconds without heartbeat")] = None,
     log_level: str = "info",
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="only check the settings, the keys, the broker and the database, a "
+            "line each; the exit status says whether all passed",
+        ),
+    ] = False,
 ) -> None:
     """Run an executor until SIGTERM. It claims runnable steps and runs them."""
+    overrides: dict[str, Any] = {
+        "database_url": db,
+        "transport_url": transport,
+        "batch_size": batch_size,
+        "poll_interval": poll_interval,
+        "heartbeat_interval": heartbeat_interval,
+        "dead_after": dead_after,
+    }
+    if check:
+        from mcoflow.checks.executor import check_executor
+
+        raise typer.Exit(check_executor(overrides, imports or []))
     from mcoflow.orchestrator import build_orchestrator
 
-    settings = cli_settings(
-        database_url=db,
-        transport_url=transport,
-        batch_size=batch_size,
-        poll_interval=poll_interval,
-        heartbeat_interval=heartbeat_interval,
-        dead_after=dead_after,
-    )
+    settings = cli_settings(**overrides)
     import_actions(settings, imports)
     setup_logging(log_level)
 
@@ -211,6 +224,14 @@ async def _discover_at_start(orchestrator: Any) -> int:
 def agent(
     config: Annotated[str | None, typer.Option(help="agent YAML file")] = None,
     log_level: str = "info",
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="only check the config, the keys and the broker, a line each; the exit "
+            "status says whether all passed",
+        ),
+    ] = False,
 ) -> None:
     """Run the agent daemon on this host."""
     from mcoflow.agent.__main__ import main as agent_main
@@ -218,6 +239,8 @@ def agent(
     argv = ["--log-level", log_level.upper()]
     if config:
         argv += ["--config", config]
+    if check:
+        argv.append("--check")
     raise typer.Exit(agent_main(argv))
 
 

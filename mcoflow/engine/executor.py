@@ -15,6 +15,7 @@ from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from mcoflow.engine.action import registered_action
+from mcoflow.engine.liveness import Liveness
 from mcoflow.engine.planner import Planner, error_record
 from mcoflow.engine.records import ClaimedStep, OutboxMessage, StepOutcome
 from mcoflow.engine.runner import finalize_step, run_step, unstorable
@@ -95,10 +96,14 @@ class Executor:
         # set while a LISTEN connection is up (PostgreSQL): other processes' commits
         # wake this executor at once instead of at its next poll
         self.listening = asyncio.Event()
+        # PostgreSQL: a lock held for life, so that others find this one dead in seconds
+        self.liveness = Liveness(store, self.id) if store.is_postgresql else None
 
     # ---- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.liveness is not None:
+            await self.liveness.start()
         await self.store.register_executor(self.id)
         await self.store.release_dead_executors(self.dead_after, by=self.id)
         if self.publisher is not None:
@@ -115,6 +120,8 @@ class Executor:
         ]
         if self.publisher is not None:
             loops.append(self._outbox_loop())
+        if self.liveness is not None:
+            loops.append(self.liveness.watch(self._stopping, self._fail, self._wake.set))
         if self.store.is_postgresql:
             loops.append(listen(self.store, self._woken, self.listening, self._stopping, self.id))
         else:
@@ -161,6 +168,8 @@ class Executor:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.store.unregister_executor(self.id)
+        if self.liveness is not None:
+            await self.liveness.close()
         self._stopped.set()
         log.info("executor %s stopped after %d step runs", self.id, self.steps_run)
 

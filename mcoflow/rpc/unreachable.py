@@ -6,6 +6,8 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlsplit
 
+from mcoflow.rpc.tls import tls_refusal
+
 
 def safe_url(url: str) -> str:
     """``url`` with its password replaced by ``***`` (the user name stays)."""
@@ -39,6 +41,9 @@ def _reason(exc: BaseException | None) -> str:
 
 def broker_unreachable(server: str, url: str, exc: BaseException | None) -> str:
     """``cannot connect to the broker URL: connection refused; is RabbitMQ running …?``"""
+    refusal = tls_refusal(exc)
+    if refusal is not None:  # it answered: "is it running" would mislead
+        return f"cannot connect to the broker {safe_url(url)}: {refusal}"
     parts = urlsplit(url)
     where = f"{parts.hostname or 'localhost'}{':' + str(parts.port) if parts.port else ''}"
     return (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib.resources import files
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +21,7 @@ from mcoflow.web.auth import AuthSettings, LoginRequired
 from mcoflow.web.limits import BodyLimit
 from mcoflow.web.middleware import SessionMiddleware
 from mcoflow.web.ports import JobInputError, JobsPort
+from mcoflow.web.proxy import TrustedProxies
 from mcoflow.web.strict import UNKNOWN_FIELD
 from mcoflow.web.templating import make_templates, render
 
@@ -119,9 +120,11 @@ def create_app(
     jobs: JobsPort | None = None,
     broker_state: Callable[[], str] | None = None,
     sse_interval: float = 0.5,
+    trusted_proxies: Iterable[str] = (),
 ) -> FastAPI:
     """The whole web app. ``auth.enabled=False`` only for the embedded default on
-    loopback (``AuthSettings.loopback()``); ``broker_state`` reports the broker link."""
+    loopback (``AuthSettings.loopback()``); ``broker_state`` reports the broker link;
+    ``trusted_proxies`` (addresses, networks) may say the scheme, client and Host."""
     app = FastAPI(
         title="mcoflow",
         summary="Trigger jobs on a fleet of hosts and operate on their plans.",
@@ -146,4 +149,5 @@ def create_app(
     app.add_middleware(SessionMiddleware, auth=auth)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit)
+    app.add_middleware(TrustedProxies, trusted=tuple(trusted_proxies))  # outermost: first
     return app

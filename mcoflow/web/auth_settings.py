@@ -65,13 +65,15 @@ def web_auth(settings: Settings, *, embedded: bool) -> AuthSettings:
     users = dict(_entries(settings.web_users))
     tokens = {digest: name for name, digest in _entries(settings.web_api_tokens)}
     if not users and not tokens:
-        if embedded and listen.loopback:
+        if embedded and listen.loopback and not settings.trusted_proxies:
             return AuthSettings.loopback()
-        where = (
-            f"the broker is {settings.transport_url.split('://', 1)[0]}://, not the in-process one"
-            if not embedded
-            else f"it listens on {settings.listen}, not only on loopback"
-        )
+        if not embedded:
+            broker = settings.transport_url.split("://", 1)[0]
+            where = f"the broker is {broker}://, not the in-process one"
+        elif not listen.loopback:
+            where = f"it listens on {settings.listen}, not only on loopback"
+        else:  # the proxy is there to serve other machines
+            where = f"trusted_proxies is set ({', '.join(settings.trusted_proxies)})"
         raise WebConfigError(
             f"the web console needs a login here ({where}), but no user or API token is "
             "configured. Add a user: run `mcoflow web hash-password NAME` and put the line "

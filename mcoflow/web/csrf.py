@@ -14,6 +14,24 @@ from fastapi import HTTPException, Request
 from mcoflow.web.auth import Session
 
 CSRF_FIELD = "csrf_token"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def same_host(origin: str, host: str) -> bool:
+    """Whether an Origin names the site of this Host header (after a trusted proxy's
+    X-Forwarded-Host), a default port written or not. The scheme is not compared: behind
+    a TLS proxy not in trusted_proxies the app sees http for an https page, and a page of
+    the plain-http site cannot read the form token of the https one anyway."""
+    try:
+        sent, here = urlsplit(origin), urlsplit(f"//{host}")
+        default = _DEFAULT_PORTS.get(sent.scheme)
+        return (
+            sent.hostname is not None
+            and sent.hostname == here.hostname
+            and (sent.port or default) == (here.port or default)
+        )
+    except ValueError:  # a port that is not a number
+        return False
 
 
 def check_origin(request: Request) -> None:
@@ -21,7 +39,7 @@ def check_origin(request: Request) -> None:
     origin = request.headers.get("origin")
     if origin is None:
         return  # not from a browser's cross-origin request (CLI, curl, same-origin GET form)
-    if origin == "null" or urlsplit(origin).netloc != request.headers.get("host", ""):
+    if origin == "null" or not same_host(origin, request.headers.get("host", "")):
         raise HTTPException(403, "cross-site request refused")
 
 

@@ -79,7 +79,7 @@ class SessionMiddleware:
                         *message.get("headers", []),
                         (
                             b"set-cookie",
-                            # the scheme uvicorn saw, or a trusted proxy's X-Forwarded-Proto
+                            # the scheme uvicorn saw, or a trusted proxy's (TrustedProxies)
                             session_cookie_header(
                                 new, self.auth, https=scope.get("scheme") == "https"
                             ),

@@ -87,8 +87,13 @@ class WebServer:
         self.auth = auth if auth is not None else web_auth(settings, embedded=embedded)
         jobs: JobsPort = Jobs(orchestrator.world, check_hosts=not settings.allow_unknown_hosts)
         self.app = create_app(
-            orchestrator.world, auth=self.auth, jobs=jobs, broker_state=orchestrator.broker_state
+            orchestrator.world,
+            auth=self.auth,
+            jobs=jobs,
+            broker_state=orchestrator.broker_state,
+            trusted_proxies=settings.trusted_proxies,
         )
+        self.trusted_proxies = settings.trusted_proxies
         self.log_level = log_level.lower()
         self.port = self.listen.port  # the real one once started (listen port 0: any)
         self._server: _Uvicorn | None = None
@@ -112,6 +117,7 @@ class WebServer:
             log_config=None,  # the CLI's logging set-up
             access_log=self.log_level == "debug",
             timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+            proxy_headers=False,  # the app's TrustedProxies decides (it trusts none by default)
         )
         server = _Uvicorn(config)
         task = asyncio.create_task(server.serve(sockets=[sock]), name="mcoflow-web")
@@ -124,7 +130,8 @@ class WebServer:
             raise WebServerError(f"the web console did not start: {failure or 'stopped'}")
         task.add_done_callback(_report_crash)
         self._server, self._task = server, task
-        log.info("web console on %s", self.url)
+        proxies = ", ".join(self.trusted_proxies)
+        log.info("web console on %s%s", self.url, f", behind {proxies}" if proxies else "")
 
     async def stop(self) -> None:
         if self._server is None or self._task is None:

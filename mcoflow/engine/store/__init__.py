@@ -21,6 +21,8 @@ stale views.
 - ``events``: delivering events to steps;
 - ``commands``: the operator's resume, skip and cancel;
 - ``executors``: registering executors, heartbeats, releasing dead ones;
+- ``liveness``: each executor's lock held on a connection of its own (PostgreSQL): free
+  once its session is gone, so the others release it within seconds;
 - ``core``: ``Store``, made of all of the above.
 """
 

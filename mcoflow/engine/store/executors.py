@@ -1,5 +1,6 @@
 """The executors sharing a database: registering, heartbeats, and releasing what a dead
-one held.
+one held (found by its heartbeat going stale, its local pid gone, or on PostgreSQL its
+liveness lock free: ``liveness``).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from mcoflow.engine.states import (
     StepState,
 )
 from mcoflow.engine.store.base import dumps
+from mcoflow.engine.store.liveness import LivenessQueries
 from mcoflow.engine.store.outbox import OutboxQueries
 from mcoflow.engine.store.writes import WriteCore
 
 ABNORMAL_TERMINATION = "abnormal termination: its executor {executor} stopped while it ran"
 
 
-class ExecutorRegistry(WriteCore, OutboxQueries):
+class ExecutorRegistry(WriteCore, OutboxQueries, LivenessQueries):
     """Executors and their claims."""
 
     async def register_executor(self, executor_id: str) -> None:
@@ -50,7 +52,11 @@ class ExecutorRegistry(WriteCore, OutboxQueries):
             return bool(res.rowcount)
 
     async def unregister_executor(self, executor_id: str) -> None:
-        await self._retrying(self._release_executors, [executor_id], "executor stopped")
+        await self.release_executors([executor_id], "executor stopped")
+
+    async def release_executors(self, ids: list[str], by: str) -> None:
+        """Release what these executors held and unregister them, as for a dead one."""
+        await self._retrying(self._release_executors, ids, by)
 
     async def release_dead_executors(self, timeout: float, by: str) -> list[str]:
         """Find executors that stopped beating (or whose local pid is gone) and release
@@ -65,7 +71,7 @@ class ExecutorRegistry(WriteCore, OutboxQueries):
             if r.heartbeat_at < now - timeout or (r.host == host and not _pid_alive(r.pid))
         ]
         if dead:
-            await self._retrying(self._release_executors, dead, by)
+            await self.release_executors(dead, by)
         return dead
 
     async def _release_executors(self, conn: AsyncConnection, ids: list[str], by: str) -> None:

@@ -54,6 +54,14 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import DeliveryError
 
+from mcoflow.rpc.tls import (
+    TlsError,
+    TlsOptions,
+    client_context,
+    speaks_tls,
+    use_tls_url,
+    uses_tls,
+)
 from mcoflow.rpc.transport import (
     Handler,
     ReconnectListener,
@@ -119,11 +127,14 @@ class AmqpTransport(Transport):
         reconnect_interval: float = 0.5,
         requeue_delay: float = 0.5,
         setup_channels: int = 16,
+        tls: TlsOptions | None = None,
     ) -> None:
         """``setup_channels``: at most this many channels declare queues and start
         consumers side by side (AMQP answers one such call at a time per channel, so
-        a process subscribing thousands of identities needs several)."""
+        a process subscribing thousands of identities needs several). ``tls``: the
+        CA, client certificate and host name check of an ``amqps://`` URL."""
         self.url = url
+        self.tls = tls
         self.prefetch = prefetch
         self.publish_timeout = publish_timeout
         self.reconnect_interval = reconnect_interval
@@ -156,13 +167,20 @@ class AmqpTransport(Transport):
             return
         self._closing = False
         try:
+            context = client_context(self.url, self.tls, log) if uses_tls(self.url) else None
+        except TlsError as exc:
+            raise TransportError(str(exc)) from exc
+        try:
             self._connection = await aio_pika.connect_robust(
                 self.url,
+                ssl_context=context,
                 reconnect_interval=self.reconnect_interval,
                 client_properties={"connection_name": "mcoflow"},
                 connection_class=McoflowConnection,
             )
         except Exception as exc:
+            if context is None and await speaks_tls(self.url):
+                raise TransportError(use_tls_url(self.url, "amqps")) from exc
             raise TransportError(broker_unreachable("RabbitMQ", self.url, exc)) from exc
         self._connection.reconnect_callbacks.add(self._reconnected)
         self._publish_channel = await self._connection.channel(

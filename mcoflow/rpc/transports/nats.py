@@ -38,6 +38,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 
+from mcoflow.rpc.tls import TlsOptions
 from mcoflow.rpc.transport import (
     Handler,
     ReconnectListener,
@@ -47,11 +48,9 @@ from mcoflow.rpc.transport import (
     TransportError,
     cancel_tasks,
 )
-from mcoflow.rpc.unreachable import broker_unreachable
+from mcoflow.rpc.transports.nats_connect import first_connection
 
 __all__ = ["NatsTransport"]
-
-FIRST_CONNECT_TIMEOUT = 10.0  # seconds a first connection may take (each try: 5 s)
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +104,11 @@ class NatsTransport(Transport):
         publish_timeout: float = 30.0,
         requeue_delay: float = 0.5,
         stream_max_age: float = 7 * 24 * 3600.0,
+        tls: TlsOptions | None = None,
     ) -> None:
+        """``tls``: the CA, client certificate and host name check of a ``tls://`` URL."""
         self.url = url
+        self.tls = tls
         self.prefetch = prefetch
         self.publish_timeout = publish_timeout
         self.requeue_delay = requeue_delay
@@ -126,40 +128,7 @@ class NatsTransport(Transport):
         if self._nc is not None:
             return
         self._closing = False
-
-        failures: list[Exception] = []
-
-        async def on_error(exc: Exception) -> None:
-            if self._nc is None:  # still the first connection: connect() says why, once
-                failures.append(exc)
-                return
-            log.warning("NATS: %r", exc)
-
-        async def on_disconnect() -> None:
-            log.info("NATS: disconnected; reconnecting")
-
-        async def on_reconnect() -> None:
-            log.info("NATS: reconnected")
-            self._reconnect_listeners.notify()  # nats-py awaits this callback
-
-        try:
-            # nats-py retries a first connection forever with unlimited reconnects: bound
-            # it (not with asyncio.wait_for: on Python 3.11 it can lose a cancellation)
-            async with asyncio.timeout(FIRST_CONNECT_TIMEOUT):
-                self._nc = await nats.connect(
-                    self.url,
-                    name="mcoflow",
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    allow_reconnect=True,
-                    error_cb=on_error,
-                    disconnected_cb=on_disconnect,
-                    reconnected_cb=on_reconnect,
-                    connect_timeout=5,
-                )
-        except Exception as exc:
-            cause = failures[-1] if failures else exc
-            raise TransportError(broker_unreachable("the NATS server", self.url, cause)) from exc
+        self._nc = await first_connection(self.url, self.tls, self._reconnect_listeners.notify)
         self._js = self._nc.jetstream(timeout=5)
         await self._ensure_stream(
             NODES_STREAM, ["*.node.>"], retention=api.RetentionPolicy.WORK_QUEUE
