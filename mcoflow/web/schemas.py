@@ -30,7 +30,7 @@ class OfRecord(BaseModel):
 
 
 class TriggerIn(JobRequest):
-    pass  # the API's name for a JobRequest (its schema's name)
+    """A JobRequest under the name the API's schema has always given it."""
 
 
 class PlanOut(OfRecord):

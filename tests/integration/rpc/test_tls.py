@@ -40,7 +40,7 @@ from tests.tls_servers import NATS_SERVER, RABBITMQ_SERVER, Issued, Pki, tls_bro
 def kind(request: pytest.FixtureRequest) -> str:
     binary = NATS_SERVER if request.param == "nats" else RABBITMQ_SERVER
     if shutil.which(binary) is None:
-        message = f"{binary} is not installed"
+        message = f"{binary} is not installed: the TLS tests start a TLS broker of their own"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
