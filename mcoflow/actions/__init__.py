@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from mcoflow.actions.agent_call import AgentCall
 from mcoflow.actions.fleet import (
     Discover,
     FleetJob,
@@ -59,6 +60,7 @@ __all__ = [
     "InstallPackages",
     "UninstallPackages",
     "RestartServices",
+    "AgentCall",
     "FleetJob",
     "Discover",
     "host_action",

@@ -26,6 +26,7 @@ from mcoflow.engine import (
     SubPlan,
     WithSubPlans,
 )
+from mcoflow.engine.action import ActionNotRegistered, registered_action
 from mcoflow.engine.child_status import FAILED
 from mcoflow.engine.subplans import LazySubPlans
 from mcoflow.engine.world import World
@@ -129,13 +130,19 @@ class Discover(Action):
 
 
 class FleetJob(WithSubPlans):
-    """Run one of the four actions on many hosts (named, or found by discovery)."""
+    """Run a job on many hosts (named, or found by discovery), one sub-plan per host:
+    one of the four (``kind``), or any registered action taking a ``hostname``
+    (``host_action`` with ``host_args``, e.g. an agent call or a job template)."""
 
     name = "mcoflow.fleet"
     noun = "hosts"
 
     class Input(BaseModel):
-        kind: JobKind
+        kind: JobKind | None = None
+        host_action: str | None = Field(None, max_length=255)
+        host_args: dict[str, Any] = Field(default_factory=dict)
+        # how the job reads in labels when it is not one of the four
+        what: str | None = Field(None, max_length=FILTER_TEXT_MAX)
         hosts: list[HostName] = Field(default_factory=list)
         filter: dict[str, Any] | None = None
         # the filter as the operator wrote it, for labels; `filter` alone is rendered
@@ -158,6 +165,17 @@ class FleetJob(WithSubPlans):
         def _text_ok(self) -> FleetJob.Input:
             return _text_matches(self)  # type: ignore[no-any-return]
 
+        @model_validator(mode="after")
+        def _one_job(self) -> FleetJob.Input:
+            if (self.kind is None) == (self.host_action is None):
+                raise ValueError("give either kind or host_action")
+            if self.host_action is not None:
+                try:
+                    registered_action(self.host_action)
+                except ActionNotRegistered as exc:
+                    raise ValueError(f"host_action: {exc}") from None
+            return self
+
         @field_validator("batch_size", "max_failures", mode="before")
         @classmethod
         def _n_or_pct(cls, value: Any) -> Any:
@@ -174,14 +192,16 @@ class FleetJob(WithSubPlans):
 
     @classmethod
     def describe(cls, args: Any) -> str:
-        what = ",".join(args.get("packages") or []) or ""
-        if args.get("services"):
-            what += (";" if what else "") + ",".join(args["services"])
         where = (
             f"{len(args['hosts'])} hosts"
             if args.get("hosts")
             else f"hosts matching {filter_label(args.get('filter'), args.get('filter_text'))}"
         )
+        if not args.get("kind"):
+            return f"{args.get('what') or args.get('host_action')} on {where}"
+        what = ",".join(args.get("packages") or []) or ""
+        if args.get("services"):
+            what += (";" if what else "") + ",".join(args["services"])
         return f"{JobKind(args['kind']).value} {what} on {where}"
 
     def plan(self, **args: Any) -> None:
@@ -200,6 +220,14 @@ class FleetJob(WithSubPlans):
 
     def create_sub_plans(self) -> LazySubPlans:
         spec = self.input
+        if spec.host_action is not None:
+            action = registered_action(spec.host_action)
+            extra = {"timeout": spec.timeout} if spec.timeout else {}
+
+            def call(host: str) -> SubPlan:
+                return SubPlan(action, {**spec.host_args, **extra, "hostname": host}, label=host)
+
+            return LazySubPlans(spec.hosts, call)
 
         def one(host: str) -> SubPlan:
             action, args = host_action(spec.kind, host, spec.packages, spec.services, spec.timeout)

@@ -13,7 +13,7 @@ from mcoflow.actions.parameters import parse_names, parse_parameter
 from mcoflow.actions.schedule import start_window
 from mcoflow.engine import Action, InputError, Plan, PlanResult, PlanState, World
 from mcoflow.engine.store import HostRecord
-from mcoflow.job_request import JobInputError, JobKind, JobRequest, parse_hosts
+from mcoflow.job_request import JobInputError, JobKind, JobRequest, host_count, parse_hosts
 from mcoflow.rpc.filters import Filter, FilterError
 
 __all__ = [
@@ -98,31 +98,18 @@ class Jobs:
         job = JobKind(request.kind)
         packages, services = parse_job_parameter(job, request.parameter)
         names = request.hosts
-        flt = parse_filter(request.filter)
-        if not names and flt is None:
-            raise JobInputError("hosts", "name at least one host, or give a filter")
-        if names and flt is not None:
-            raise JobInputError("filter", "give host names or a filter, not both")
+        flt = self._target(names, request.filter)
         window = start_window(request.start_at, request.start_before)
         if names and self.check_hosts:
             await self._refuse_never_seen(names)
-        fleet = (
-            flt is not None
-            or len(names) > 1
-            or any(
-                v is not None
-                for v in (request.concurrency, request.batch_size, request.max_failures)
-            )
-        )
+        limits = (request.concurrency, request.batch_size, request.max_failures)
         action: type[Action] = FleetJob
-        if not fleet:
+        if not _is_fleet(names, flt, limits):
             action, args = host_action(job, names[0], packages, services, timeout)
         else:
             args = {
                 "kind": job.value,
-                "hosts": names,
-                "filter": filter_json(flt) or None,
-                "filter_text": filter_text(request.filter) if flt is not None else None,
+                **_fleet_target(names, flt, request.filter),
                 "packages": packages,
                 "services": services,
                 "concurrency": request.concurrency,
@@ -130,6 +117,68 @@ class Jobs:
                 "max_failures": request.max_failures,
                 "timeout": timeout,
             }
+        return await self._launch(action, args, window, by=by)
+
+    async def start_on_hosts(
+        self,
+        action: type[Action],
+        host_args: dict[str, Any],
+        *,
+        hosts: Sequence[str] = (),
+        filter: str | None = None,
+        concurrency: int | None = None,
+        batch_size: str | None = None,
+        max_failures: str | None = None,
+        timeout: float | None = None,
+        what: str | None = None,
+        start_at: Any = None,
+        start_before: Any = None,
+        by: str = "system",
+    ) -> Plan:
+        """Run ``action`` (one that takes a ``hostname``) with ``host_args`` on named
+        hosts or those a filter selects: on one named host with no fleet option as that
+        action itself, else as a fleet job with one sub-plan per host. ``what``: how the
+        fleet job reads in labels ("package.status", a template's name)."""
+        names = parse_hosts(hosts)
+        flt = self._target(names, filter)
+        window = start_window(start_at, start_before)
+        if names and self.check_hosts:
+            await self._refuse_never_seen(names)
+        for field_name, count in (("batch_size", batch_size), ("max_failures", max_failures)):
+            host_count(count, 100, field_name)
+        extra: dict[str, Any] = {"timeout": timeout} if timeout else {}
+        if not _is_fleet(names, flt, (concurrency, batch_size, max_failures)):
+            return await self._launch(
+                action, {**host_args, **extra, "hostname": names[0]}, window, by=by
+            )
+        args = {
+            "host_action": action.name,
+            "host_args": host_args,
+            "what": what,
+            **_fleet_target(names, flt, filter),
+            "concurrency": concurrency,
+            "batch_size": batch_size,
+            "max_failures": max_failures,
+            "timeout": timeout,
+        }
+        return await self._launch(FleetJob, args, window, by=by)
+
+    def _target(self, names: list[str], text: str | None) -> Filter | None:
+        flt = parse_filter(text)
+        if not names and flt is None:
+            raise JobInputError("hosts", "name at least one host, or give a filter")
+        if names and flt is not None:
+            raise JobInputError("filter", "give host names or a filter, not both")
+        return flt
+
+    async def _launch(
+        self,
+        action: type[Action],
+        args: dict[str, Any],
+        window: tuple[float, float | None] | None,
+        *,
+        by: str,
+    ) -> Plan:
         try:
             if window is None:
                 return await self.world.trigger(action, by=by, **args)
@@ -159,6 +208,19 @@ class Jobs:
             raise RuntimeError(f"discovery {done.id} ended {done.result.value}: {done.error}")
         step = next(s for s in await self.world.steps(plan.id) if s.action == Discover.name)
         return list((step.output or {}).get("hosts", []))
+
+
+def _is_fleet(names: list[str], flt: Filter | None, limits: tuple[object, ...]) -> bool:
+    """A job runs as a fleet job unless it is for one named host with no fleet option."""
+    return flt is not None or len(names) > 1 or any(v is not None for v in limits)
+
+
+def _fleet_target(names: list[str], flt: Filter | None, text: str | None) -> dict[str, Any]:
+    return {
+        "hosts": names,
+        "filter": filter_json(flt) or None,
+        "filter_text": filter_text(text) if flt is not None else None,
+    }
 
 
 def never_seen_message(unknown: list[str]) -> str:

@@ -76,6 +76,10 @@ class RemoteAction(Action):
     def hostname(self) -> str:
         raise TypeError(f"{type(self).__name__} must implement hostname")
 
+    def target(self) -> tuple[str, str]:
+        """The (agent, action) this step calls; a generic step reads it from its input."""
+        return self.agent, self.rpc_action
+
     def request_data(self) -> dict[str, Any]:
         raise TypeError(f"{type(self).__name__} must implement request_data")
 
@@ -120,8 +124,9 @@ class RemoteAction(Action):
                 why = reply.statusmsg.removeprefix(POLICY_DENIED).strip()
                 raise RemoteError(f"denied by policy on {self.hostname()}: {why}")
             what = _STATUS_TEXT.get(code, code.name.lower())
+            agent, action = self.target()
             raise RemoteError(
-                f"{self.hostname()}: {self.agent}.{self.rpc_action} failed "
+                f"{self.hostname()}: {agent}.{action} failed "
                 f"(status {int(code)}, {what}): {reply.statusmsg}"
             )
         self.on_reply(dict(reply.data))
@@ -135,12 +140,13 @@ class RemoteAction(Action):
         rid = request_id(self.plan_id, self.step_id, attempt)
         self.data["request_id"] = rid
         timeout = self.timeout()
+        agent, action = self.target()
         self.send(
             RPC_DESTINATION,
             {
                 "id": rid,
-                "agent": self.agent,
-                "action": self.rpc_action,
+                "agent": agent,
+                "action": action,
                 "data": self.request_data(),
                 "identities": [self.hostname()],
                 "ttl": timeout,

@@ -164,3 +164,60 @@ hosts = Table(
     Column("inventory_at", Float),
     Index("ix_hosts_last_seen", "last_seen"),
 )
+
+# Agents' declared interfaces (actions, inputs, outputs, read-only), as the agents sent
+# them: `mcoflow rpc` and job templates check inputs against them before sending.
+agent_interfaces = Table(
+    "agent_interfaces",
+    metadata,
+    Column("agent", String(64), primary_key=True),
+    Column("version", String(64), nullable=False, server_default=text("''")),
+    Column("interface", Text, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("fetched_at", Float, nullable=False),
+)
+
+# Saved host groups: a named filter, used as ``@name`` wherever a filter is.
+host_groups = Table(
+    "host_groups",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("filter", Text, nullable=False),
+    Column("description", Text, nullable=False, server_default=text("''")),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(255), nullable=False),
+)
+
+# Recurring jobs: a job, a cron expression in a time zone, an optional end and count.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("job", Text, nullable=False),
+    Column("cron", String(255), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("end_at", Float),
+    Column("max_runs", Integer),
+    Column("state", String(16), nullable=False),
+    Column("next_at", Float),
+    Column("runs", Integer, nullable=False, server_default=text("0")),
+    Column("skipped", Integer, nullable=False, server_default=text("0")),
+    Column("last_at", Float),
+    Column("last_plan_id", String(32)),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Index("ix_schedules_next_at", "next_at"),
+)
+
+# One row per occurrence a schedule fired (or skipped): its key is the claim that makes an
+# occurrence run once however many executors look.
+schedule_runs = Table(
+    "schedule_runs",
+    metadata,
+    Column("schedule_id", String(32), primary_key=True),
+    Column("occurrence_at", Float, primary_key=True),
+    Column("plan_id", String(32)),
+    Column("skipped", Integer, nullable=False, server_default=text("0")),
+    Column("at", Float, nullable=False),
+)

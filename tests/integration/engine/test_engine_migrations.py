@@ -20,7 +20,7 @@ def _head(url: URL) -> str | None:
 def test_migrating_to_head_gives_the_declared_schema(db_url: str) -> None:
     url = normalize_url(db_url)
     upgrade(url)
-    assert current(url) == _head(url) == "0003"
+    assert current(url) == _head(url) == "0006"
     engine = create_engine(alembic_config(url).attributes["url"])
     try:
         with engine.connect() as conn:
