@@ -256,7 +256,16 @@ class Databases:
 class Fleet:
     """Keys, simulated-host agents and an executor per figure, on a real broker."""
 
-    def __init__(self, workdir: Path, store: str, hosts: int, agents: int) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        store: str,
+        hosts: int,
+        agents: int,
+        simulation: dict[str, Any] | None = None,
+    ) -> None:
+        """``simulation``: the simulated hosts' settings (SimulationSettings)."""
+        self.simulation = simulation or {}
         self.workdir = workdir
         self.store = store
         self.hosts = hosts
@@ -300,6 +309,8 @@ class Fleet:
                 "journal_file": str(self.workdir / f"journal-{number}.sqlite"),
                 "fanout_name": self.fanout(number),
             }
+            if self.simulation:
+                config["simulation"] = self.simulation
             path = self.workdir / f"agent-{number}.yaml"
             path.write_text(yaml.safe_dump(config))
             self.agents.append(

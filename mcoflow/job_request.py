@@ -143,7 +143,10 @@ class JobRequest(BaseModel):
         "or a filter); empty if `filter` is given",
     )
     filter: str | None = Field(
-        default=None, max_length=1000, description="select hosts by discovery instead"
+        default=None,
+        max_length=1000,
+        description="select hosts by discovery instead: words ANDed, combined with and, "
+        "or, not, parentheses, saved groups as @name ('class:web and (cpus>=4 or @big)')",
     )
     parameter: str = Field(
         min_length=1,
@@ -156,7 +159,9 @@ class JobRequest(BaseModel):
     )
     batch_size: HostCount | None = Field(default=None, description="hosts per batch: N or N%")
     max_failures: HostCount | None = Field(
-        default=None, description="failed hosts (N or N%) before the rest is cancelled"
+        default=None,
+        description="failed hosts (N or N%) at which the rollout stops and pauses; the "
+        "rest is held, and Resume goes on with it",
     )
     start_at: datetime | None = Field(
         default=None,

@@ -22,11 +22,14 @@ from typing import Any
 
 from mcoflow.actions.bridge import LostRequests, ReplyRouter, RpcPublisher
 from mcoflow.actions.inventory import use_inventory
+from mcoflow.actions.jobs import Jobs
 from mcoflow.caller_keys import publish_signing_key
 from mcoflow.engine import Executor, Store, World
+from mcoflow.recurring.scheduler import Scheduler
 from mcoflow.rpc.client import RpcClient
+from mcoflow.rpc.cluster import ClusterOptions
 from mcoflow.rpc.key_files import FileSigner
-from mcoflow.rpc.security import Verifier, generate_keypair
+from mcoflow.rpc.security import generate_keypair
 from mcoflow.rpc.tls import TlsOptions
 from mcoflow.rpc.transport import Transport
 from mcoflow.rpc.transports import transport_from_url
@@ -77,6 +80,8 @@ class Orchestrator:
     router: ReplyRouter
     agents: list[Any] = field(default_factory=list)
     lost_requests: LostRequests | None = None
+    # fires the recurring jobs' occurrences (every executor process runs one)
+    scheduler: Scheduler | None = None
     _forget_listener: Callable[[], None] | None = None
 
     async def start(self) -> None:
@@ -93,8 +98,12 @@ class Orchestrator:
         )
         self._forget_listener = self.transport.on_reconnect(lost.check)
         await lost.at_start()
+        if self.scheduler is not None:
+            self.scheduler.start()
 
     async def stop(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         if self._forget_listener is not None:
             self._forget_listener()
             self._forget_listener = None
@@ -126,18 +135,29 @@ async def build_orchestrator(
     if simulate_hosts:
         ensure_host_key(keys, SIMULATED_KEY)
     (keys / "hosts").mkdir(parents=True, exist_ok=True)
-    verifier = Verifier.from_directory(keys / "hosts")
+    from mcoflow.agent.trust import TrustWatcher  # here: the agent package loads late
+    from mcoflow.templates import use_templates_dir  # registers the template actions too
+
+    use_templates_dir(settings.templates_dir)
+
+    # a host added to hosts/ while this process runs is trusted from its first reply
+    host_keys = TrustWatcher(keys / "hosts")
     store = Store(settings.database_url)
     await store.upgrade()
-    transport = transport_from_url(settings.transport_url, tls=TlsOptions.from_settings(settings))
+    transport = transport_from_url(
+        settings.transport_url,
+        tls=TlsOptions.from_settings(settings),
+        cluster=ClusterOptions.from_settings(settings),
+    )
     router = ReplyRouter(store)
     client = RpcClient(
         transport,
         signer,
         collective=settings.collective,
         reply_to=settings.reply_to,
-        verifier=verifier,
+        verifier=host_keys.verifier,
         on_reply=router.on_reply,
+        refresh_trust=host_keys.on_unknown_key,
     )
     executor = Executor(
         store,
@@ -186,6 +206,8 @@ async def build_orchestrator(
                     transport=transport,
                 )
             )
+    world = World(store, executor)
+    scheduler = Scheduler(Jobs(world, check_hosts=not settings.allow_unknown_hosts))
     return Orchestrator(
-        settings, store, World(store, executor), executor, transport, client, router, agents
+        settings, store, world, executor, transport, client, router, agents, scheduler=scheduler
     )

@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from mcoflow.rpc.cluster import QueueType
+
 # NAME of a "NAME:HASH" web_users / web_api_tokens entry: who acts, in a plan's history
 WEB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
 
@@ -74,6 +76,18 @@ class Settings(BaseModel):
     broker_tls_verify_hostname: bool = Field(
         True, description="check that the broker's certificate names the URL's host"
     )
+    nats_replicas: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="servers of a NATS cluster that store each JetStream stream (3 on "
+        "three nodes survives the loss of one)",
+    )
+    amqp_queue_type: QueueType = Field(
+        QueueType.CLASSIC,
+        description="classic or quorum: the type of the durable RabbitMQ queues (hosts', "
+        "replies'); quorum on a cluster",
+    )
     collective: str = "mcoflow"
     keys_dir: Path = Path(".mcoflow/keys")
     state_dir: Path = Field(Path(".mcoflow"), description="agent journals of the embedded default")
@@ -82,6 +96,10 @@ class Settings(BaseModel):
     listen: str = Field("127.0.0.1:9292", description="host:port of the web console")
     imports: tuple[str, ...] = Field(
         default=(), description="modules to import so their actions are registered"
+    )
+    templates_dir: Path | None = Field(
+        None,
+        description="a folder of job templates (*.yaml) beside the ones mcoflow ships",
     )
     batch_size: int = Field(500, ge=1, le=10_000)
     poll_interval: float = Field(0.5, gt=0)

@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from mcoflow.actions.agent_call import AgentCall
+from mcoflow.actions.agent_calls import AgentCalls, ReadOnlyAgentCall
 from mcoflow.actions.fleet import (
     Discover,
     FleetJob,
@@ -61,6 +62,8 @@ __all__ = [
     "UninstallPackages",
     "RestartServices",
     "AgentCall",
+    "ReadOnlyAgentCall",
+    "AgentCalls",
     "FleetJob",
     "Discover",
     "host_action",

@@ -16,6 +16,7 @@ from mcoflow.engine import EventKind, Store
 from mcoflow.engine.executor import TRICKLE
 from mcoflow.engine.records import NewEvent
 from mcoflow.engine.store import HostSighting
+from mcoflow.engine.store.reconnect import is_unreachable
 from mcoflow.rpc.client import RpcClient
 from mcoflow.rpc.filters import Filter
 from mcoflow.rpc.messages import Reply
@@ -154,7 +155,7 @@ class ReplyRouter:
                 # first: a step that sees a reply finds its sender in the inventory
                 await self._record_sightings()
                 try:
-                    fresh = await self.store.deliver_events([item for item, _ in batch])
+                    fresh = await self._deliver(batch)
                 except Exception as exc:
                     # not committed: the broker redelivers what we do not acknowledge
                     log.exception("storing %d replies failed", len(batch))
@@ -170,11 +171,21 @@ class ReplyRouter:
                 if self.on_delivered is not None:
                     self.on_delivered()
 
+    async def _deliver(self, batch: list[tuple[NewEvent, asyncio.Future[None]]]) -> list[bool]:
+        """Store the batch; while the database is unreachable, hold it and try again (the
+        store's link logs the outage once): its deliveries stay unacknowledged meanwhile,
+        rather than going back to the broker and coming straight back, again and again."""
+        return await self.store.link.retry(
+            lambda: self.store.deliver_events([item for item, _ in batch])
+        )
+
     async def _record_sightings(self) -> None:
         seen, self._sightings = self._sightings, []
         if not seen:
             return
         try:
             await self.store.record_sightings(seen)
-        except Exception:
+        except Exception as exc:
+            if is_unreachable(exc):  # said once by the store's link; best effort anyway
+                return
             log.exception("recording %d host sightings failed", len(seen))

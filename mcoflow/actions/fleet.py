@@ -33,6 +33,7 @@ from mcoflow.engine.world import World
 from mcoflow.job_request import HostName, JobKind, Name, host_count
 from mcoflow.rpc.filters import Filter, FilterError
 from mcoflow.rpc.messages import Reply
+from mcoflow.rpc.targeting import group_names, parse
 
 FILTER_TEXT_MAX = 1024
 
@@ -320,11 +321,21 @@ def _valid_filter(value: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _text_matches(model: Any) -> Any:
-    """``filter_text`` alone gives ``filter``; given both, they must say the same."""
+    """``filter_text`` alone gives ``filter``; given both, they must say the same. A
+    text naming saved groups (``@web``) is the operator's words for the label only:
+    ``Jobs`` expanded it into ``filter`` when the job started (the groups may change
+    since, and an action has no store to read them)."""
     if model.filter_text is None:
         return model
+    if group_names(model.filter_text):
+        if not model.filter:
+            raise ValueError(
+                "filter_text: names saved groups (@NAME); give the expanded filter too, "
+                "or start the job through mcoflow.actions.Jobs"
+            )
+        return model
     try:
-        parsed = Filter.parse_cli(model.filter_text.split())
+        parsed = parse(model.filter_text)
     except FilterError as exc:
         raise ValueError(f"filter_text: {exc}") from None
     if not model.filter:

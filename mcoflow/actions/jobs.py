@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mcoflow.actions.fleet import Discover, FleetJob, filter_json, rerun_failed
@@ -15,10 +16,13 @@ from mcoflow.engine import Action, InputError, Plan, PlanResult, PlanState, Worl
 from mcoflow.engine.store import HostRecord
 from mcoflow.job_request import JobInputError, JobKind, JobRequest, host_count, parse_hosts
 from mcoflow.rpc.filters import Filter, FilterError
+from mcoflow.rpc.targeting import group_names, parse
 
 __all__ = [
+    "JobLaunch",
     "JobRequest",
     "Jobs",
+    "job_input_error",
     "filter_text",
     "never_seen_message",
     "parse_filter",
@@ -28,12 +32,16 @@ __all__ = [
 ]
 
 
-def parse_filter(text: str | None, *, field: str = "filter") -> Filter | None:
-    """``os_family=debian class:web identity:/^db/`` -> Filter; blank -> None."""
+def parse_filter(
+    text: str | None, *, field: str = "filter", groups: Mapping[str, str] | None = None
+) -> Filter | None:
+    """``class:web and (os_family=debian or not identity:/^db/)`` -> Filter (the grammar
+    of mcoflow.rpc.targeting); blank -> None. ``@NAME`` needs ``groups`` (name -> filter
+    text): ``Jobs`` loads them from the store."""
     if text is None or not text.strip():
         return None
     try:
-        return Filter.parse_cli(text.split())
+        return parse(text, groups)
     except FilterError as exc:
         raise JobInputError(field, str(exc)) from None
 
@@ -55,6 +63,23 @@ def parse_job_parameter(kind: JobKind, text: str) -> tuple[list[str], list[str]]
     return list(parse_names(text, "package")), []
 
 
+@dataclass(frozen=True)
+class JobLaunch:
+    """What starting a job comes to once its input is checked: an action and its
+    arguments, started now (``window`` None) or in a start window. Schedules keep the
+    job and plan it at each occurrence (``Jobs.prepare`` / ``prepare_on_hosts``)."""
+
+    action: type[Action]
+    args: dict[str, Any]
+    window: tuple[float, float | None] | None = None
+
+
+def job_input_error(exc: InputError) -> JobInputError:
+    """An action's refused input as the operator's field and message."""
+    field, message = exc.problems[0]
+    return JobInputError(_form_field(field), message)
+
+
 class Jobs:
     """The one way jobs get started; the web and the CLI both use it."""
 
@@ -68,7 +93,14 @@ class Jobs:
 
     async def hosts(self, filter: str | None = None) -> list[HostRecord]:
         """The inventory's hosts, those ``filter`` selects when given (as agents would)."""
-        return await matching_hosts(self.world.store, parse_filter(filter))
+        return await matching_hosts(self.world.store, await self.parse_filter(filter))
+
+    async def parse_filter(self, text: str | None, *, field: str = "filter") -> Filter | None:
+        """``parse_filter`` with the saved host groups (read only when ``@`` names one)."""
+        groups: dict[str, str] | None = None
+        if text and group_names(text):
+            groups = {g.name: g.filter for g in await self.world.store.list_groups()}
+        return parse_filter(text, field=field, groups=groups)
 
     async def _refuse_never_seen(self, names: list[str]) -> None:
         unknown = await self.world.store.never_seen(names)
@@ -95,10 +127,14 @@ class Jobs:
         """Plan and start a job now, or (``start_at`` / ``start_before``) a delayed one
         that starts at ``start_at`` and is given up if not started by ``start_before``.
         ``timeout``: the seconds each host may take (the command line's ``--timeout``)."""
+        return await self._launch(await self.prepare(request, timeout=timeout), by=by)
+
+    async def prepare(self, request: JobRequest, *, timeout: float | None = None) -> JobLaunch:
+        """``start``'s checks of ``request`` and what it would start, without starting it."""
         job = JobKind(request.kind)
         packages, services = parse_job_parameter(job, request.parameter)
         names = request.hosts
-        flt = self._target(names, request.filter)
+        flt = await self._target(names, request.filter)
         window = start_window(request.start_at, request.start_before)
         if names and self.check_hosts:
             await self._refuse_never_seen(names)
@@ -117,7 +153,7 @@ class Jobs:
                 "max_failures": request.max_failures,
                 "timeout": timeout,
             }
-        return await self._launch(action, args, window, by=by)
+        return JobLaunch(action, args, window)
 
     async def start_on_hosts(
         self,
@@ -139,8 +175,39 @@ class Jobs:
         hosts or those a filter selects: on one named host with no fleet option as that
         action itself, else as a fleet job with one sub-plan per host. ``what``: how the
         fleet job reads in labels ("package.status", a template's name)."""
+        launch = await self.prepare_on_hosts(
+            action,
+            host_args,
+            hosts=hosts,
+            filter=filter,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            max_failures=max_failures,
+            timeout=timeout,
+            what=what,
+            start_at=start_at,
+            start_before=start_before,
+        )
+        return await self._launch(launch, by=by)
+
+    async def prepare_on_hosts(
+        self,
+        action: type[Action],
+        host_args: dict[str, Any],
+        *,
+        hosts: Sequence[str] = (),
+        filter: str | None = None,
+        concurrency: int | None = None,
+        batch_size: str | None = None,
+        max_failures: str | None = None,
+        timeout: float | None = None,
+        what: str | None = None,
+        start_at: Any = None,
+        start_before: Any = None,
+    ) -> JobLaunch:
+        """``start_on_hosts``'s checks and what it would start, without starting it."""
         names = parse_hosts(hosts)
-        flt = self._target(names, filter)
+        flt = await self._target(names, filter)
         window = start_window(start_at, start_before)
         if names and self.check_hosts:
             await self._refuse_never_seen(names)
@@ -148,9 +215,7 @@ class Jobs:
             host_count(count, 100, field_name)
         extra: dict[str, Any] = {"timeout": timeout} if timeout else {}
         if not _is_fleet(names, flt, (concurrency, batch_size, max_failures)):
-            return await self._launch(
-                action, {**host_args, **extra, "hostname": names[0]}, window, by=by
-            )
+            return JobLaunch(action, {**host_args, **extra, "hostname": names[0]}, window)
         args = {
             "host_action": action.name,
             "host_args": host_args,
@@ -161,32 +226,25 @@ class Jobs:
             "max_failures": max_failures,
             "timeout": timeout,
         }
-        return await self._launch(FleetJob, args, window, by=by)
+        return JobLaunch(FleetJob, args, window)
 
-    def _target(self, names: list[str], text: str | None) -> Filter | None:
-        flt = parse_filter(text)
+    async def _target(self, names: list[str], text: str | None) -> Filter | None:
+        flt = await self.parse_filter(text)
         if not names and flt is None:
             raise JobInputError("hosts", "name at least one host, or give a filter")
         if names and flt is not None:
             raise JobInputError("filter", "give host names or a filter, not both")
         return flt
 
-    async def _launch(
-        self,
-        action: type[Action],
-        args: dict[str, Any],
-        window: tuple[float, float | None] | None,
-        *,
-        by: str,
-    ) -> Plan:
+    async def _launch(self, launch: JobLaunch, *, by: str) -> Plan:
+        action, args, window = launch.action, launch.args, launch.window
         try:
             if window is None:
                 return await self.world.trigger(action, by=by, **args)
             at, before = window
             return await self.world.delay(action, start_at=at, start_before=before, by=by, **args)
         except InputError as exc:
-            field, message = exc.problems[0]
-            raise JobInputError(_form_field(field), message) from None
+            raise job_input_error(exc) from None
 
     async def rerun_failed(self, plan_id: str, *, by: str = "system") -> Plan:
         plan: Plan = await rerun_failed(self.world, plan_id, by=by)
@@ -194,7 +252,7 @@ class Jobs:
 
     async def discover(self, filter: str | None = None, *, timeout: float = 2.0) -> list[str]:
         """Run a discovery plan (the executor owns the broker) and return its hosts."""
-        flt = parse_filter(filter)
+        flt = await self.parse_filter(filter)
         plan = await self.world.trigger(
             Discover,
             filter=filter_json(flt),

@@ -32,6 +32,7 @@ from mcoflow.agent.providers import (
 )
 from mcoflow.agent.settings import AgentSettings
 from mcoflow.agent.trust import TrustWatcher
+from mcoflow.rpc.cluster import ClusterOptions
 from mcoflow.rpc.security import ReplayGuard, Signer
 from mcoflow.rpc.tls import TlsOptions
 from mcoflow.rpc.transport import Subscription, Transport
@@ -56,7 +57,11 @@ class AgentDaemon:
         self.transport = (
             transport
             if transport is not None
-            else transport_from_url(config.broker_url, tls=TlsOptions.from_settings(config))
+            else transport_from_url(
+                config.broker_url,
+                tls=TlsOptions.from_settings(config),
+                cluster=ClusterOptions.from_settings(config),
+            )
         )
         self.fleet = fleet if fleet is not None else SimulatedFleet(config.simulation)
         self.agents: dict[str, Agent] = make_agents(list(config.agents))
@@ -114,12 +119,18 @@ class AgentDaemon:
         hosts = {}
         for identity in identities:
             facts = dict(base) if single else {**base, "hostname": identity}
+            if config.simulate_hosts:  # the simulation's own facts and classes of a host
+                facts.update(config.simulation.facts_of(identity))
             facts["identity"] = identity
             hosts[identity] = HostContext(
                 identity=identity,
                 collective=config.collective,
                 facts=facts,
-                classes=classes,
+                classes=(
+                    tuple(dict.fromkeys((*classes, *config.simulation.classes_of(identity))))
+                    if config.simulate_hosts
+                    else classes
+                ),
                 agents=served,
                 package_provider=package if single else self._simulated_package(identity),
                 service_provider=service if single else self._simulated_service(identity),

@@ -143,10 +143,14 @@ class ActionInterface:
                     "required": s.required,
                     "pattern": s.pattern,
                     "max_length": s.max_length,
+                    "description": s.description,
                 }
                 for s in self.inputs
             },
-            "outputs": {s.name: {"type": s.type.value, "default": s.default} for s in self.outputs},
+            "outputs": {
+                s.name: {"type": s.type.value, "default": s.default, "description": s.description}
+                for s in self.outputs
+            },
         }
 
 

@@ -9,6 +9,9 @@ Example (every key optional except the two key settings)::
     # broker_tls_ca: /etc/mcoflow/tls/ca.pem
     # broker_tls_cert: /etc/mcoflow/tls/web1.pem
     # broker_tls_key: /etc/mcoflow/tls/web1.key
+    # broker_url: nats://n1:4222,nats://n2:4222,nats://n3:4222   # a cluster's nodes
+    # nats_replicas: 3                        # as the orchestrator's (NATS cluster)
+    # amqp_queue_type: quorum                 # as the orchestrator's (RabbitMQ cluster)
     key_file: /etc/mcoflow/keys/web1.key       # signs replies
     trusted_keys: /etc/mcoflow/trusted         # *.pub of the callers allowed to sign requests
     trusted_keys_reload: 2.0                   # s between checks for added/revoked keys
@@ -50,6 +53,7 @@ from pydantic_settings import (
 )
 
 from mcoflow.agent.providers import PackageChoice, ServiceChoice, SimulationSettings
+from mcoflow.rpc.cluster import QueueType
 from mcoflow.rpc.tls import TlsOptions, check_tls_url
 
 DEFAULT_AGENTS = ("rpcutil", "package", "service")
@@ -93,6 +97,10 @@ class AgentSettings(BaseSettings):
     broker_tls_cert: Path | None = None
     broker_tls_key: Path | None = None
     broker_tls_verify_hostname: bool = True
+    # a clustered broker (broker_url lists its nodes, comma-separated): the servers that
+    # store each NATS stream, the type of the RabbitMQ host queues; as the orchestrator's
+    nats_replicas: int = Field(1, ge=1, le=5)
+    amqp_queue_type: QueueType = QueueType.CLASSIC
     key_file: Path
     key_name: str | None = None
     trusted_keys: Path

@@ -153,8 +153,9 @@ def _host_key(settings: AgentSettings) -> str:
     private_key(
         "key_file",
         settings.key_file,
-        "create it with `mcoflow keys host NAME` where keys_dir is (host-keys/NAME.key) "
-        "and copy it here, readable by root only",
+        "create it here, readable by root only (`openssl genpkey -algorithm ed25519 -out "
+        "FILE`, its public half trusted where keys_dir is with `mcoflow keys host NAME "
+        "--public-key`), or copy host-keys/NAME.key that `mcoflow keys host NAME` made there",
     )
     return f"{settings.key_file} signs replies as {settings.key_name or settings.key_file.stem!r}"
 

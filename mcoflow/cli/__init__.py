@@ -7,7 +7,8 @@ import sys
 
 # isort: off
 # They register their commands; `--help` lists them in this order.
-from mcoflow.cli import jobs, hosts, plans, fleets, processes, keys  # noqa: F401
+from mcoflow.cli import jobs, rpc, templates, schedules, hosts, groups  # noqa: F401
+from mcoflow.cli import plans, fleets, processes, keys  # noqa: F401
 
 # isort: on
 from mcoflow.cli.app import app

@@ -30,18 +30,74 @@ def keys_init() -> None:
 
 
 @keys_app.command("host")
-def keys_host(name: str) -> None:
-    """Create a host key pair. The host gets host-keys/NAME.key, the orchestrator
-    trusts hosts/NAME.pub."""
+def keys_host(
+    name: Annotated[str, typer.Argument(help="the key's name: the host's identity")],
+    public_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--public-key",
+            metavar="FILE",
+            help="trust this public key (PEM) the host made itself, e.g. with `openssl "
+            "genpkey -algorithm ed25519`, instead of making a key pair here",
+        ),
+    ] = None,
+) -> None:
+    """Create a host key pair, or trust a host's own public key.
+
+    The host gets host-keys/NAME.key (copy it to the host's key_file), the
+    orchestrator trusts hosts/NAME.pub. Running executors read hosts/ at start:
+    restart them after adding a host."""
     from mcoflow.orchestrator import ensure_host_key
+    from mcoflow.rpc.security import _check_name
 
     settings = cli_settings()
+    keys = settings.keys_dir
     try:
-        key = ensure_host_key(settings.keys_dir, name)
+        _check_name(name)
     except ValueError as exc:
-        console.print(f"[red]error:[/red] name: {exc}")
-        raise typer.Exit(2) from None
-    console.print(f"host key {key}")
+        _fail(ValueError(f"name: {exc}"))
+    trusted = keys / "hosts" / f"{name}.pub"
+    if public_key is not None:
+        _trust_host_key(trusted, public_key)
+        return
+    if trusted.exists() and not (keys / "host-keys" / f"{name}.key").exists():
+        # a new pair would leave the old public half trusted: every reply refused
+        _fail(
+            ValueError(
+                f"{trusted} exists but not its private key host-keys/{name}.key (given to "
+                f"the host and removed here?); to give {name} a new key, delete {trusted} "
+                "first, then restart the executors"
+            )
+        )
+    key = ensure_host_key(keys, name)
+    console.print(f"host key {key}; the orchestrator trusts {trusted}", soft_wrap=True)
+
+
+def _trust_host_key(trusted: Path, source: Path) -> None:
+    """Copy a host's public key to hosts/NAME.pub, once checked."""
+    from mcoflow.rpc.security import fingerprint, load_public_key
+
+    try:
+        new = fingerprint(load_public_key(source))
+    except (OSError, ValueError) as exc:
+        _fail(ValueError(f"--public-key: {source}: not a usable Ed25519 public key ({exc})"))
+    if trusted.exists():
+        try:
+            old: str | None = fingerprint(load_public_key(trusted))
+        except (OSError, ValueError):
+            old = None
+        if old != new:
+            _fail(
+                ValueError(
+                    f"{trusted} already holds another key ({(old or 'unreadable')[:16]}); "
+                    "delete it first if the host has a new key"
+                )
+            )
+        console.print(f"{trusted} already trusts this key ({new[:16]})", soft_wrap=True)
+        return
+    trusted.parent.mkdir(parents=True, exist_ok=True)
+    trusted.write_bytes(source.read_bytes())
+    console.print(f"the orchestrator trusts {trusted} ({new[:16]})", soft_wrap=True)
 
 
 def _fail(exc: Exception) -> NoReturn:

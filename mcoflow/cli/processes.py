@@ -133,6 +133,7 @@ def serve(
     an agent for this machine, on ./mcoflow.db and the in-process broker unless
     configured."""
     from mcoflow.orchestrator import build_orchestrator
+    from mcoflow.rpc.unreachable import safe_url
     from mcoflow.web.auth_settings import WebConfigError, web_auth
     from mcoflow.web.server import WebServer, WebServerError
 
@@ -163,8 +164,8 @@ def serve(
                 await orchestrator.stop()
                 raise
             console.print(
-                f"mcoflow serving: database {settings.database_url}, broker "
-                f"{settings.transport_url}, executor {orchestrator.executor.id}, "
+                f"mcoflow serving: database {safe_url(settings.database_url)}, broker "
+                f"{safe_url(settings.transport_url)}, executor {orchestrator.executor.id}, "
                 f"web {web.url}{'' if auth.enabled else ' (no login: loopback only)'}; "
                 f"{hosts} hosts answered discovery. Ctrl-C stops it.",
                 soft_wrap=True,
@@ -270,12 +271,23 @@ def db_upgrade(db: DbOption = None) -> None:
 @app.command("config")
 def show_config() -> None:
     """Show the effective settings and where they come from."""
-    from mcoflow.settings import config_file
+    import os
+
+    from mcoflow.rpc.unreachable import safe_url
+    from mcoflow.settings import _from_file, config_file
 
     settings = cli_settings()
-    console.print(f"config file: {config_file() or '(none)'}")
+    path = config_file()
+    in_file = _from_file(path)
+    console.print(f"config file: {path or '(none)'}", soft_wrap=True)
     for key, value in settings.model_dump(mode="json").items():
-        console.print(f"{key} = {value}")
+        if key in ("database_url", "transport_url"):  # the output may be pasted anywhere
+            value = safe_url(value)
+        if f"MCOFLOW_{key.upper()}" in {name.upper() for name in os.environ}:
+            source = f"MCOFLOW_{key.upper()}"
+        else:
+            source = "file" if key in in_file else "default"
+        console.print(f"{key} = {value}  ({source})", soft_wrap=True, markup=False)
 
 
 @app.command()

@@ -11,16 +11,19 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Coroutine
+from functools import partial
 from typing import Any, Protocol
 
 from mcoflow.engine.action import registered_action
 from mcoflow.engine.liveness import Liveness
+from mcoflow.engine.loops import Loop, guarded
 from mcoflow.engine.planner import Planner, error_record
-from mcoflow.engine.records import ClaimedStep, OutboxMessage, StepOutcome
+from mcoflow.engine.records import ClaimedStep, OutboxMessage, StepOutcome, SubPlanCounts
 from mcoflow.engine.runner import finalize_step, run_step, unstorable
 from mcoflow.engine.states import PlanState
 from mcoflow.engine.store import Store, is_transient_error
+from mcoflow.engine.store.reconnect import is_unreachable
+from mcoflow.engine.unheard_claims import UnheardClaims
 from mcoflow.engine.upkeep import delete_old_plans, refresh_statistics
 from mcoflow.engine.waiting import wait_set
 from mcoflow.engine.wakeups import listen, watch
@@ -98,6 +101,9 @@ class Executor:
         self.listening = asyncio.Event()
         # PostgreSQL: a lock held for life, so that others find this one dead in seconds
         self.liveness = Liveness(store, self.id) if store.is_postgresql else None
+        # whose loops speak when the database goes away and comes back
+        store.link.name = f"executor {self.id}"
+        self._unheard = UnheardClaims(store, self.id)
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -111,40 +117,30 @@ class Executor:
             await self.store.release_outbox_claims()
         # PostgreSQL takes concurrent writers (plan locks are taken in id order); SQLite
         # has one writer at a time anyway
-        writers = [self._write_loop() for _ in range(2 if self.store.is_postgresql else 1)]
-        loops: list[Coroutine[Any, Any, None]] = [
-            self._claim_loop(),
-            *writers,
-            self._heartbeat_loop(),
-            self._plan_loop(),
-        ]
+        writers = [self._write_loop for _ in range(2 if self.store.is_postgresql else 1)]
+        loops: list[Loop] = [self._claim_loop, *writers, self._heartbeat_loop, self._plan_loop]
         if self.publisher is not None:
-            loops.append(self._outbox_loop())
+            loops.append(self._outbox_loop)
         if self.liveness is not None:
-            loops.append(self.liveness.watch(self._stopping, self._fail, self._wake.set))
-        if self.store.is_postgresql:
-            loops.append(listen(self.store, self._woken, self.listening, self._stopping, self.id))
+            loops.append(partial(self.liveness.watch, self._stopping, self._fail, self._wake.set))
+        store, stopping = self.store, self._stopping
+        if store.is_postgresql:
+            loops.append(partial(listen, store, self._woken, self.listening, stopping, self.id))
         else:
-            loops.append(watch(self.store, self._woken, self._stopped))
+            loops.append(partial(watch, store, self._woken, self._stopped))
         if self.retention is not None:
             loops.append(
-                delete_old_plans(self.store, self.retention, self.clean_interval, self._stopping)
+                partial(delete_old_plans, store, self.retention, self.clean_interval, stopping)
             )
-        if self.store.is_postgresql and self.statistics_interval is not None:
+        if store.is_postgresql and self.statistics_interval is not None:
             loops.append(
-                refresh_statistics(self.store, self.statistics_interval, self._stopping, self.id)
+                partial(refresh_statistics, store, self.statistics_interval, stopping, self.id)
             )
-        self._tasks = [asyncio.create_task(self._guard(loop)) for loop in loops]
+        self._tasks = [
+            asyncio.create_task(guarded(loop, self.store.link, self._stopping, self._fail, self.id))
+            for loop in loops
+        ]
         log.info("executor %s started", self.id)
-
-    async def _guard(self, loop: Coroutine[Any, Any, None]) -> None:
-        try:
-            await loop
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("executor %s: a loop failed; stopping", self.id)
-            self._fail("a loop failed")
 
     def _fail(self, reason: str) -> None:
         self.failure = self.failure or reason
@@ -167,7 +163,13 @@ class Executor:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.store.unregister_executor(self.id)
+        try:
+            await self.store.unregister_executor(self.id)
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            # its claims stay until another executor finds it gone (its lock, its heartbeat)
+            log.warning("executor %s: not unregistered: the database is unreachable", self.id)
         if self.liveness is not None:
             await self.liveness.close()
         self._stopped.set()
@@ -203,8 +205,10 @@ class Executor:
                 await self._room.wait()
                 continue
             self._wake.clear()
+            await self._unheard.give_back_steps()
             claimed = await self.store.claim_steps(self.id, min(self.batch_size, room), time.time())
             self._last_claimed = len(claimed)
+            self._unheard.claimed(claimed)
             if claimed:
                 self.in_flight += len(claimed)
                 for step in claimed:
@@ -230,8 +234,13 @@ class Executor:
             await asyncio.sleep(self.linger)
 
     async def _run(self, claimed: ClaimedStep) -> None:
-        outcome = await run_step(claimed, self.store.sub_plan_counts)
+        outcome = await run_step(claimed, self._sub_plan_counts)
         await self._results.put(outcome)
+
+    async def _sub_plan_counts(self, plan_id: str, step_idx: int) -> SubPlanCounts:
+        """For a run (WithSubPlans): waits out an outage within the run's time limit,
+        rather than failing the step and pausing its plan (a fleet job)."""
+        return await self.store.link.retry(partial(self.store.sub_plan_counts, plan_id, step_idx))
 
     async def _write_loop(self) -> None:
         while True:
@@ -240,6 +249,7 @@ class Executor:
             while not self._results.empty() and len(batch) < self.batch_size * 2:
                 batch.append(self._results.get_nowait())
             finalizing = await self._write(batch)
+            self._unheard.written(batch)
             self.in_flight -= len(batch)
             self.steps_run += len(batch)
             self._room.set()
@@ -254,7 +264,7 @@ class Executor:
         claims stay ours); an outcome that cannot be stored at all must not hold up the
         others: it is written alone, as the step's error, so its plan pauses. True if a
         plan became due for its finalize phase."""
-        attempt = 0
+        backoff = self.store.link.backoff()
         while True:
             try:
                 return await self.store.write_outcomes(batch, by=self.id)
@@ -263,9 +273,9 @@ class Executor:
                     log.exception("executor %s: storing %d outcomes failed", self.id, len(batch))
                     failure = exc
                     break
-                log.warning("executor %s: database unavailable (%s); retrying", self.id, exc)
-                await asyncio.sleep(min(5.0, 0.1 * 2 ** min(attempt, 6)))
-                attempt += 1
+                if not is_unreachable(exc):  # unreachable: the store's link said so once
+                    log.warning("executor %s: storing outcomes: %s; retrying", self.id, exc)
+                await backoff.sleep()
         if len(batch) > 1:
             finalizing = False
             for outcome in batch:
@@ -289,6 +299,7 @@ class Executor:
     async def _plan_loop(self) -> None:
         while not self._stopping.is_set():
             self._plan_wake.clear()
+            await self._unheard.give_back_plans()
             # a read first: claiming is a write transaction, wasted when nothing is due
             nxt = await self.store.next_plan_wake()
             now = time.time()
@@ -310,39 +321,40 @@ class Executor:
             await wait_set(self._plan_wake, timeout)
 
     async def _start_delayed(self, plan_id: str) -> None:
-        plan = await self.store.get_plan(plan_id)
+        # claimed: from here on, retried rather than dropped (nobody else would start it)
+        retry = self.store.link.retry
+        plan = await retry(lambda: self.store.get_plan(plan_id))
         if plan is None or plan.state is not PlanState.SCHEDULED:
             return
         now = time.time()
         if plan.start_before is not None and now > plan.start_before:
             late = now - plan.start_before
-            await self.store.start_scheduled_plan(
-                plan_id,
-                None,
-                f"missed its start window: start_before passed {late:.1f} s ago",
-                self.id,
-            )
+            missed = f"missed its start window: start_before passed {late:.1f} s ago"
+            await retry(lambda: self.store.start_scheduled_plan(plan_id, None, missed, self.id))
             return
         try:
             new_plan = Planner().plan(
                 registered_action(plan.action), plan.args, label=plan.label, plan_id=plan_id
             )
         except Exception as exc:
-            await self.store.start_scheduled_plan(plan_id, None, f"planning failed: {exc}", self.id)
+            failed = f"planning failed: {exc}"
+            await retry(lambda: self.store.start_scheduled_plan(plan_id, None, failed, self.id))
             return
         new_plan.start_at, new_plan.start_before = plan.start_at, plan.start_before
-        await self.store.start_scheduled_plan(plan_id, new_plan, None, self.id)
+        await retry(lambda: self.store.start_scheduled_plan(plan_id, new_plan, None, self.id))
 
     async def _finalize(self, plan_id: str) -> None:
         failed: int | None = None
         error: dict[str, Any] | None = None
-        for step in await self.store.finalize_steps(plan_id):
+        # claimed: retried rather than dropped (nobody else would finalize it)
+        retry = self.store.link.retry
+        for step in await retry(lambda: self.store.finalize_steps(plan_id)):
             try:
                 await finalize_step(step)
             except Exception as exc:
                 failed, error = step.idx, error_record(exc)
                 break
-        await self.store.finish_finalize(plan_id, error, failed, self.id)
+        await retry(lambda: self.store.finish_finalize(plan_id, error, failed, self.id))
 
     # ---- health ---------------------------------------------------------------------
 
@@ -353,6 +365,10 @@ class Executor:
                 log.error("executor %s was declared dead by another executor; stopping", self.id)
                 self._fail("declared dead by another executor (no heartbeat in time)")
                 return
+            if self.store.link.since_back() < self.dead_after:
+                # everyone's heartbeats stopped with the database: give the others as long
+                # to send one again before judging them by it
+                continue
             dead = await self.store.release_dead_executors(self.dead_after, by=self.id)
             if dead:
                 log.warning("released the claims of dead executors %s", ", ".join(dead))
@@ -387,12 +403,14 @@ class Executor:
                 m.id for m, r in zip(messages, results, strict=True) if isinstance(r, BaseException)
             ]
             if failed:
+                now = time.time()
                 first = next(r for r in results if isinstance(r, BaseException))
                 log.error(
                     "publishing %d outbox messages failed (will retry): %s", len(failed), first
                 )
-                await self.store.mark_publish_failed(failed, time.time())
-            await self.store.mark_published(sent)
+                await self.store.link.retry(partial(self.store.mark_publish_failed, failed, now))
+            # published: not marked, they would go out again when their lease ends
+            await self.store.link.retry(partial(self.store.mark_published, sent))
             if len(messages) == self.outbox_batch_size:
                 continue
             if await wait_set(self._outbox_wake, self.outbox_retry_after):

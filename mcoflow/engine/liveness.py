@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from mcoflow.engine.store import Store, is_transient_error
 from mcoflow.engine.store.liveness import LivenessLost, LivenessSession
+from mcoflow.engine.store.reconnect import is_unreachable
 from mcoflow.engine.waiting import wait_set
 
 # seconds between looks at the others' locks (one cheap query)
@@ -56,27 +57,29 @@ class Liveness:
         self, stopping: asyncio.Event, fail: Callable[[str], None], woken: Callable[[], None]
     ) -> None:
         """Look at the others' locks until stopping; take this one's again when lost."""
-        lost = False
+        backoff = self.store.link.backoff()
         while not stopping.is_set():
             try:
                 if self._session is None:
                     if not await self._take(stopping):
                         return  # stopping
-                    log.warning("executor %s: liveness connection back", self.id)
+                    log.info("executor %s: liveness lock held again", self.id)
                     if not await self.store.heartbeat(self.id):
                         log.error("executor %s was declared dead meanwhile; stopping", self.id)
                         fail("declared dead by another executor (its database session was lost)")
                         return
-                lost = False
                 await self._look(woken)
+                backoff = self.store.link.backoff()
             except Exception as exc:
                 if not (isinstance(exc, LivenessLost) or is_transient_error(exc)):
                     raise
                 if self._session is not None and isinstance(exc, LivenessLost):
                     await self.close()
-                if not lost:  # once, not per attempt
-                    log.warning("executor %s: liveness check failed: %s; retrying", self.id, exc)
-                    lost = True
+                if is_unreachable(exc):
+                    self.store.link.lost(exc)  # the process says it once, not per attempt
+                log.debug("executor %s: liveness check failed: %s; retrying", self.id, exc)
+                await wait_set(stopping, backoff.next())
+                continue
             await wait_set(stopping, self.interval)
 
     async def _look(self, woken: Callable[[], None]) -> None:

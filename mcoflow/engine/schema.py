@@ -220,4 +220,6 @@ schedule_runs = Table(
     Column("plan_id", String(32)),
     Column("skipped", Integer, nullable=False, server_default=text("0")),
     Column("at", Float, nullable=False),
+    # why the occurrence started no plan (its job no longer plans: a host gone, ...)
+    Column("error", Text),
 )

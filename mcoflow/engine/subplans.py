@@ -109,12 +109,14 @@ class WithSubPlans(Action):
         total, created = self.data["total"], self.data["created"]
         counts = await ctx.sub_plan_counts()
         threshold = self.max_failures()
-        stopping = bool(self.data.get("cancelling")) or (
-            threshold is not None and counts.failed >= threshold
-        )
+        cancelling = bool(self.data.get("cancelling"))
+        # past the failure threshold the rollout stops: children not started are held
+        # (planned) for a Resume, which retries the failed ones and goes on with the rest
+        held = not cancelling and threshold is not None and counts.failed >= threshold
+        stopping = cancelling or held
         if created < total:
-            # stopping: the rest is created too, to be cancelled with the others not started,
-            # so that every host has its sub-plan and its line in the results
+            # stopping: the rest is created too, so that every host has its sub-plan and
+            # its line in the results (cancelled, or held for a Resume)
             size = total - created if stopping else self.sub_plans_per_run()
             source = specs if specs is not None else self.create_sub_plans()
             chunk = _chunk(source, created, created + size)
@@ -135,18 +137,21 @@ class WithSubPlans(Action):
         # children created in this claim are not in the database yet
         planned = counts.planned + len(ctx.sub_plans)
         limit = self.concurrency_limit()
-        if self.data.get("cancelling"):
+        if cancelling:
             ctx.cancel_children(paused_too=True)
-        if stopping and (
-            counts.planned or counts.running or (self.data.get("cancelling") and counts.paused)
-        ):
-            ctx.cancel_children()
-            if counts.planned or counts.paused:
-                # children never started end silently: look again once this commits
-                self.schedule_event({"recount": True}, after=0)
-            self.suspend()
-            return
-        if not stopping:
+            if counts.planned or counts.running or counts.paused:
+                ctx.cancel_children()
+                if counts.planned or counts.paused:
+                    # children never started end silently: look again once this commits
+                    self.schedule_event({"recount": True}, after=0)
+                self.suspend()
+                return
+        elif held:
+            if counts.running:
+                self.suspend()  # the hosts already running finish first
+                return
+            self._stop_held(counts, total)
+        else:
             self._start_more(counts, planned, limit, total, event)
         self.set_progress(counts.finished / total if total else 1.0)
         if created == total and counts.total == total and counts.settled:
@@ -156,17 +161,33 @@ class WithSubPlans(Action):
                 failed=counts.failed,
                 cancelled=counts.cancelled,
             )
-            if self.data.get("cancelling"):
+            if cancelling:
                 return
             if counts.failed or counts.cancelled:
-                reason = "stopped after" if stopping else "finished with"
                 raise SubPlansFailed(
-                    f"{reason} {counts.failed} failed of {total} {self.noun}: "
+                    f"finished with {counts.failed} failed of {total} {self.noun}: "
                     f"{counts.success + counts.warning} succeeded, {counts.failed} failed, "
                     f"{counts.cancelled} cancelled"
                 )
             return
         self.suspend()
+
+    def _stop_held(self, counts: SubPlanCounts, total: int) -> None:
+        """Past the failure threshold, nothing running: the step errors (the plan pauses)
+        with the hosts not started held for a Resume."""
+        self.set_progress(counts.finished / total if total else 1.0)
+        self.output.update(
+            total=total,
+            success=counts.success + counts.warning,
+            failed=counts.failed,
+            cancelled=counts.cancelled,
+        )
+        raise SubPlansFailed(
+            f"stopped after {counts.failed} failed of {total} {self.noun}: "
+            f"{counts.success + counts.warning} succeeded, {counts.failed} failed, "
+            f"{counts.planned} not started, {counts.cancelled} cancelled; Resume retries "
+            f"the failed {self.noun} and goes on with the rest"
+        )
 
     def _start_more(
         self,

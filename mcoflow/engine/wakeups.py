@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from mcoflow.engine.store import ListenLost, Store
@@ -25,17 +26,23 @@ async def listen(
 ) -> None:
     """PostgreSQL: the store's LISTEN, reconnected when lost; ``listening`` is set while
     it is up."""
+    backoff = store.link.backoff()
     while not stopping.is_set():
+        began = time.monotonic()
         try:
             async with store.listen() as wakeups:
                 listening.set()
+                store.link.found(began)
+                backoff = store.link.backoff()
                 wake()  # anything missed while not listening
                 async for _ in wakeups:
                     wake()
-        except ListenLost:
+        except ListenLost as exc:
             listening.clear()
-            log.warning("executor %s: LISTEN connection lost; retrying", name)
-            await asyncio.sleep(1.0)
+            # the database going away is logged once by the link, not per attempt
+            store.link.lost(exc)
+            log.debug("executor %s: LISTEN connection lost: %s; retrying", name, exc)
+            await backoff.sleep()
 
 
 async def watch(store: Store, wake: Callable[[], None], stopped: asyncio.Event) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from mcoflow.rpc.envelope import open_replies, seal
 from mcoflow.rpc.filters import Filter
 from mcoflow.rpc.messages import MessageError, Reply, Request, build_request
-from mcoflow.rpc.security import SecurityError, Signer, Verifier
+from mcoflow.rpc.security import SecurityError, Signer, UntrustedKey, Verifier
 from mcoflow.rpc.transport import Subscription, Transport
 
 __all__ = ["ReplyCallback", "RpcClient"]
@@ -40,9 +40,11 @@ class RpcClient:
         verifier: Verifier | None = None,
         on_reply: ReplyCallback | None = None,
         transient_replies: bool = False,
+        refresh_trust: Callable[[], bool] | None = None,
     ) -> None:
         """``verifier`` holds the hosts' public keys; None accepts unverified replies
-        and is meant only for the in-process embedded setup."""
+        and is meant only for the in-process embedded setup. ``refresh_trust`` is called
+        when no trusted key verifies a reply; True (the keys changed): check it again."""
         caller = caller or signer.name
         if caller != signer.name:
             raise ValueError(f"caller {caller!r} must be the signing key's name {signer.name!r}")
@@ -56,6 +58,7 @@ class RpcClient:
         self.on_reply = on_reply
         self.transient_replies = transient_replies
         self.rejected_replies = 0
+        self._refresh_trust = refresh_trust
         self._subscription: Subscription | None = None
         self._start_lock = asyncio.Lock()
 
@@ -87,7 +90,7 @@ class RpcClient:
     async def _on_envelope(self, envelope: bytes) -> None:
         try:
             # One reply, or a batch of them from a process answering for many hosts.
-            replies = open_replies(envelope, self.verifier)
+            replies = self._open(envelope)
         except (SecurityError, MessageError) as exc:
             self.rejected_replies += 1
             log.warning("reply refused: %s", exc)
@@ -109,6 +112,15 @@ class RpcClient:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+    def _open(self, envelope: bytes) -> list[Reply]:
+        try:
+            return open_replies(envelope, self.verifier)
+        except UntrustedKey:
+            # a host whose key was added to the trusted ones since the start: look again
+            if self._refresh_trust is None or not self._refresh_trust():
+                raise
+            return open_replies(envelope, self.verifier)
 
     def build(
         self,

@@ -1,4 +1,6 @@
-"""Host selection filters (DESIGN §4): identity, facts, classes and agents, ANDed."""
+"""Host selection filters (DESIGN §4): identity, facts, classes and agents, ANDed; and an
+optional boolean expression over such filters (``and``, ``or``, ``not``), which the
+grammar of :mod:`mcoflow.rpc.targeting` produces and the agents evaluate alike."""
 
 from __future__ import annotations
 
@@ -6,14 +8,19 @@ import math
 import re
 from collections.abc import Collection, Iterable, Mapping
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
+    Tag,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -21,6 +28,9 @@ Operator = Literal["==", "!=", "=~", "<", ">", "<=", ">="]
 OPERATORS: tuple[str, ...] = ("==", "!=", "=~", "<", ">", "<=", ">=")
 
 MAX_FILTER_ITEMS = 1000
+# an expression's nodes and nesting: an agent evaluates it for every request it sees
+MAX_EXPRESSION_NODES = 1000
+MAX_EXPRESSION_DEPTH = 32
 FilterText = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 FactName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
@@ -38,7 +48,14 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
 
 
 class FilterError(ValueError):
-    """A filter that cannot be used; the message names the entry and what is wrong."""
+    """A filter that cannot be used; the message names the entry and what is wrong.
+    From the grammar also ``column`` (1-based, in the text) and ``token`` (the word
+    there, or "end of filter")."""
+
+    def __init__(self, message: str, *, column: int | None = None, token: str | None = None):
+        super().__init__(message)
+        self.column = column
+        self.token = token
 
 
 def problem_text(exc: ValidationError) -> str:
@@ -153,7 +170,9 @@ class FactFilter(BaseModel):
 
 
 class Filter(BaseModel):
-    """Which hosts a request is for. Empty fields match every host."""
+    """Which hosts a request is for. Empty fields match every host; ``expression``, when
+    set, must hold as well (it is left out of the JSON when unset, so a filter of entries
+    reads as it always did)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -161,6 +180,24 @@ class Filter(BaseModel):
     facts: tuple[FactFilter, ...] = ()
     classes: tuple[FilterText, ...] = ()
     agents: tuple[FilterText, ...] = ()
+    expression: Expression | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_expression(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.expression is None:
+            data.pop("expression", None)
+        return data
+
+    @model_validator(mode="after")
+    def _expression_size(self) -> Filter:
+        if self.expression is not None:
+            nodes, depth = expression_size(self.expression)
+            if nodes > MAX_EXPRESSION_NODES:
+                raise ValueError(f"expression: at most {MAX_EXPRESSION_NODES} nodes")
+            if depth > MAX_EXPRESSION_DEPTH:
+                raise ValueError(f"expression: nested at most {MAX_EXPRESSION_DEPTH} deep")
+        return self
 
     @field_validator("identity", "classes", "agents")
     @classmethod
@@ -178,7 +215,9 @@ class Filter(BaseModel):
 
     @property
     def empty(self) -> bool:
-        return not (self.identity or self.facts or self.classes or self.agents)
+        return self.expression is None and not (
+            self.identity or self.facts or self.classes or self.agents
+        )
 
     def matches(
         self,
@@ -195,7 +234,11 @@ class Filter(BaseModel):
             return False
         if not all(any(match_name(p, c) for c in classes) for p in self.classes):
             return False
-        return all(any(match_name(p, a) for a in agents) for p in self.agents)
+        if not all(any(match_name(p, a) for a in agents) for p in self.agents):
+            return False
+        if self.expression is None:
+            return True
+        return self.expression.holds(_Host(identity, facts, classes, agents))
 
     @classmethod
     def parse_cli(
@@ -246,6 +289,10 @@ class Filter(BaseModel):
         words += [fact.to_cli() for fact in self.facts]
         words += [f"class:{name}" for name in self.classes]
         words += [f"agent:{name}" for name in self.agents]
+        if self.expression is not None:
+            from mcoflow.rpc.targeting import render
+
+            words.append(f"({render(self.expression)})" if words else render(self.expression))
         return " ".join(words)
 
     @classmethod
@@ -255,3 +302,125 @@ class Filter(BaseModel):
             return cls.model_validate(value)
         except ValidationError as exc:
             raise FilterError(problem_text(exc)) from None
+
+
+class _Host(tuple[str, Mapping[str, object], Collection[str], Collection[str]]):
+    """What an expression is evaluated on (a tuple: made once per host and request)."""
+
+    def __new__(
+        cls,
+        identity: str,
+        facts: Mapping[str, object],
+        classes: Collection[str],
+        agents: Collection[str],
+    ) -> _Host:
+        return super().__new__(cls, (identity, facts, classes, agents))
+
+
+class Match(BaseModel):
+    """An expression's leaf: entries as in a plain filter (identities ORed, the rest
+    ANDed). JSON ``{"match": {"classes": ["web"]}}``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    match: Filter
+
+    @field_validator("match")
+    @classmethod
+    def _entries_only(cls, value: Filter) -> Filter:
+        if value.expression is not None:
+            raise ValueError("a match holds entries only; nest with all, any, not")
+        if value.empty:
+            raise ValueError("a match needs at least one entry")
+        return value
+
+    def holds(self, host: _Host) -> bool:
+        identity, facts, classes, agents = host
+        return self.match.matches(identity=identity, facts=facts, classes=classes, agents=agents)
+
+
+class AllOf(BaseModel):
+    """Every one holds. JSON ``{"all": [...]}``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    all: tuple[Expression, ...] = Field(min_length=1)
+
+    def holds(self, host: _Host) -> bool:
+        return all(node.holds(host) for node in self.all)
+
+
+class AnyOf(BaseModel):
+    """At least one holds. JSON ``{"any": [...]}``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    any: tuple[Expression, ...] = Field(min_length=1)
+
+    def holds(self, host: _Host) -> bool:
+        return any(node.holds(host) for node in self.any)
+
+
+class NotOf(BaseModel):
+    """It does not hold. JSON ``{"not": ...}``."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", serialize_by_alias=True, validate_by_name=True
+    )
+
+    negated: Expression = Field(alias="not")
+
+    def holds(self, host: _Host) -> bool:
+        return not self.negated.holds(host)
+
+
+_NODE_KINDS: dict[type, str] = {Match: "match", AllOf: "all", AnyOf: "any", NotOf: "not"}
+
+
+def _node_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        keys = [key for key in ("match", "all", "any", "not") if key in value]
+        return keys[0] if len(keys) == 1 else None
+    return _NODE_KINDS.get(type(value))
+
+
+Expression = Annotated[
+    Union[  # noqa: UP007 - the tags need the union spelled out
+        Annotated[Match, Tag("match")],
+        Annotated[AllOf, Tag("all")],
+        Annotated[AnyOf, Tag("any")],
+        Annotated[NotOf, Tag("not")],
+    ],
+    Discriminator(
+        _node_kind,
+        custom_error_type="expression_node",
+        custom_error_message="an expression node is one of {'match': …}, {'all': […]}, "
+        "{'any': […]}, {'not': …}",
+    ),
+]
+
+
+def children(node: Expression) -> tuple[Expression, ...]:
+    if isinstance(node, AllOf):
+        return node.all
+    if isinstance(node, AnyOf):
+        return node.any
+    if isinstance(node, NotOf):
+        return (node.negated,)
+    return ()
+
+
+def expression_size(node: Expression) -> tuple[int, int]:
+    """(nodes, depth) of an expression, without recursion (it may come from anyone)."""
+    nodes, deepest = 0, 0
+    todo: list[tuple[Expression, int]] = [(node, 1)]
+    while todo:
+        current, depth = todo.pop()
+        nodes += 1
+        deepest = max(deepest, depth)
+        todo.extend((child, depth + 1) for child in children(current))
+    return nodes, deepest
+
+
+for _model in (Match, AllOf, AnyOf, NotOf, Filter):
+    _model.model_rebuild()

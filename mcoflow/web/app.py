@@ -16,7 +16,25 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcoflow.engine import InputError, InvalidOperation, PlanNotFound, World
-from mcoflow.web import api, hosts, login, metrics, operations, pages, sse, trigger
+from mcoflow.web import (
+    api,
+    api_groups,
+    api_rpc,
+    api_schedules,
+    api_templates,
+    groups,
+    hosts,
+    login,
+    metrics,
+    operations,
+    pages,
+    rpc_page,
+    schedules_page,
+    sse,
+    template_form,
+    trigger,
+)
+from mcoflow.web.allow import allowed_methods
 from mcoflow.web.auth import AuthSettings, LoginRequired
 from mcoflow.web.limits import BodyLimit
 from mcoflow.web.middleware import SessionMiddleware
@@ -24,6 +42,7 @@ from mcoflow.web.ports import JobInputError, JobsPort
 from mcoflow.web.proxy import TrustedProxies
 from mcoflow.web.strict import UNKNOWN_FIELD
 from mcoflow.web.templating import make_templates, render
+from mcoflow.web.unreachable import install_unreachable_handler
 
 API_PREFIX = "/api/"
 SECURITY_HEADERS = [
@@ -73,7 +92,10 @@ def _error(
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return _error(request, exc.status_code, str(exc.detail), headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405 and (allowed := allowed_methods(request)):
+            headers = {**(headers or {}), "Allow": allowed}  # of every route on the path
+        return _error(request, exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -141,11 +163,28 @@ def create_app(
     app.state.closing = False  # set when the server stops: live streams end
     app.state.templates = make_templates()
     app.mount("/static", StaticFiles(directory=str(files("mcoflow.web") / "static")), "static")
-    for module in (api, login, trigger, pages, hosts, sse, operations, metrics):
+    routers = (
+        api,
+        api_templates,
+        api_rpc,
+        login,
+        trigger,
+        template_form,
+        rpc_page,
+        pages,
+        hosts,
+        groups,
+        api_groups,
+        schedules_page,
+        api_schedules,
+        sse,
+    )
+    for module in (*routers, operations, metrics):
         for name in ("router", "writes"):
             if hasattr(module, name):
                 app.include_router(getattr(module, name))
     _install_error_handlers(app)
+    install_unreachable_handler(app, _error)
     app.add_middleware(SessionMiddleware, auth=auth)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit)

@@ -7,7 +7,9 @@ module's, so whatever ``Jobs`` rejects is shown next to the form field it names.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
 
 from mcoflow.engine import Plan
 from mcoflow.engine.store import HostRecord
@@ -31,6 +33,25 @@ class JobsPort(Protocol):
 
     async def discover(self, filter: str | None) -> list[str]:
         """Identities of the hosts that answer, optionally matching ``filter``."""
+        ...
+
+    async def run_template(
+        self,
+        name: str,
+        inputs: Mapping[str, Any],
+        *,
+        hosts: Sequence[str],
+        filter: str | None,
+        concurrency: int | None,
+        batch_size: str | None,
+        max_failures: str | None,
+        start_at: float | datetime | None,
+        start_before: float | datetime | None,
+        by: str,
+    ) -> Plan:
+        """Run the job template ``name`` with ``inputs`` (checked against its inputs) on
+        hosts, as a fleet job on several. Raises TemplateNotFound (a LookupError), and
+        JobInputError naming the field (``inputs.NAME`` for an input)."""
         ...
 
     async def hosts(self, filter: str | None) -> list[HostRecord]:

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from mcoflow.actions import Jobs
+from mcoflow.actions.jobs import Jobs
+from mcoflow.actions.template_jobs import TemplateJobs
+from mcoflow.recurring.service import Schedules
 from mcoflow.settings import Settings
 from mcoflow.web.app import create_app
 from mcoflow.web.auth import AuthSettings
@@ -69,6 +71,13 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _schedules(orchestrator: Orchestrator, settings: Settings) -> Schedules:
+    """The recurring jobs' service; one created here wakes this process's scheduler."""
+    jobs = Jobs(orchestrator.world, check_hosts=not settings.allow_unknown_hosts)
+    scheduler = orchestrator.scheduler
+    return Schedules(jobs, on_change=scheduler.wake if scheduler is not None else None)
+
+
 class WebServer:
     """Pages, live updates and the REST API of one orchestrator, on ``settings.listen``."""
 
@@ -85,7 +94,9 @@ class WebServer:
         WebConfigError for what the operator must configure) computes it."""
         self.listen = parse_listen(settings.listen)
         self.auth = auth if auth is not None else web_auth(settings, embedded=embedded)
-        jobs: JobsPort = Jobs(orchestrator.world, check_hosts=not settings.allow_unknown_hosts)
+        jobs: JobsPort = TemplateJobs(
+            orchestrator.world, check_hosts=not settings.allow_unknown_hosts
+        )
         self.app = create_app(
             orchestrator.world,
             auth=self.auth,
@@ -93,6 +104,7 @@ class WebServer:
             broker_state=orchestrator.broker_state,
             trusted_proxies=settings.trusted_proxies,
         )
+        self.app.state.schedules = _schedules(orchestrator, settings)
         self.trusted_proxies = settings.trusted_proxies
         self.log_level = log_level.lower()
         self.port = self.listen.port  # the real one once started (listen port 0: any)

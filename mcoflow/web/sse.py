@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from mcoflow.engine import PlanNotFound, World
+from mcoflow.engine.store.reconnect import is_unreachable
 from mcoflow.web.auth import page_user
 from mcoflow.web.views import HostTable, parse_offset, plan_snapshot
 
@@ -48,6 +49,11 @@ async def plan_events(
         except PlanNotFound:
             yield sse_message("gone", "{}")
             return
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            await asyncio.sleep(interval)  # the database is away: the stream waits for it
+            continue
         data = json.dumps(snapshot, separators=(",", ":"))
         if data != last:
             last = data

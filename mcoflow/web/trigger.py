@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
@@ -16,6 +16,7 @@ from mcoflow.web.auth import page_user
 from mcoflow.web.csrf import require_csrf
 from mcoflow.web.ports import JobsPort
 from mcoflow.web.strict import known_form_only
+from mcoflow.web.template_form import template_context
 from mcoflow.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -39,10 +40,15 @@ EMPTY_FORM = {
 
 
 def _page(
-    request: Request, form: dict[str, str], errors: dict[str, str], status: int = 200
+    request: Request,
+    form: dict[str, str],
+    errors: dict[str, str],
+    status: int = 200,
+    templates: dict[str, Any] | None = None,
 ) -> Response:
     jobs: JobsPort | None = request.app.state.jobs
     context: dict[str, Any] = {
+        **(templates if templates is not None else template_context(request)),
         "nav": "trigger",
         "form": form,
         "errors": errors,
@@ -56,9 +62,19 @@ def _page(
     return render(request, "trigger.html", context, status_code=status)
 
 
+def trigger_response(request: Request, templates: dict[str, Any], status: int) -> Response:
+    """The trigger page with its template section as ``templates`` (template_context)."""
+    return _page(request, dict(EMPTY_FORM), {}, status, templates)
+
+
 @router.get("/")
-async def trigger_page(request: Request, _user: User) -> Response:
-    return _page(request, dict(EMPTY_FORM), {})
+async def trigger_page(
+    request: Request,
+    _user: User,
+    template: Annotated[str, Query(max_length=200, description="a job template to fill in")] = "",
+) -> Response:
+    chosen = template_context(request, template.strip())
+    return _page(request, dict(EMPTY_FORM), {}, templates=chosen)
 
 
 @router.post("/", dependencies=[Depends(require_csrf), Depends(known_form_only)])

@@ -176,3 +176,22 @@ def test_fleet_pages_benchmark() -> None:
     timed = values(found)
     assert {"api_detail_s", "page_s", "before_api_detail_hosts_s", "fleet_built_s"} <= timed.keys()
     assert all(value > 0 for value in timed.values()), timed
+
+
+def test_templates_benchmark_embedded() -> None:
+    figures = run_benchmark(
+        "templates.py", "--transport", "memory", "--store", "sqlite", "--hosts", "10"
+    )
+    for key in ("t", "r"):
+        ratio = values(figures, figure=f"ratio ({key})/(b) on 10 hosts")
+        assert ratio["seconds, template / hand-written"] > 0, figures
+        assert ratio["CPU per host, template / hand-written"] > 0, figures
+    # each ratio is the template's figure over the hand-written one, from the same run
+    seconds = {
+        f["figure"][:3]: f["value"]
+        for f in figures
+        if f["metric"] == "seconds trigger -> job stopped"
+    }
+    assert set(seconds) == {"(b)", "(t)", "(r)"}, seconds
+    ratio = values(figures, figure="ratio (r)/(b) on 10 hosts")["seconds, template / hand-written"]
+    assert ratio == pytest.approx(seconds["(r)"] / seconds["(b)"], rel=0.01, abs=0.01)

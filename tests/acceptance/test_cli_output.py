@@ -91,7 +91,7 @@ def test_plans_list_shows_whole_ids_at_80_columns(database: str, tmp_path: Path)
 # commands with the longest options
 COMMANDS = [
     [], ["plans"], ["db"], ["web"], ["keys"], ["install"], ["install-and-restart"], ["serve"],
-    ["plans", "show"],
+    ["plans", "show"], ["templates"], ["run"],
 ]  # fmt: skip
 
 

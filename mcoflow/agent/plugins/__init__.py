@@ -32,4 +32,8 @@ def make_agents(names: tuple[str, ...] | list[str]) -> dict[str, Agent]:
             f"unknown agents: {', '.join(unknown)} (known: {', '.join(AGENT_CLASSES)})"
         )
     wanted = dict.fromkeys(["rpcutil", *names])
-    return {name: AGENT_CLASSES[name]() for name in wanted}
+    # rpcutil describes the agents served beside it (itself included)
+    agents: dict[str, Agent] = {}
+    agents["rpcutil"] = RpcUtilAgent(agents)
+    agents.update({name: AGENT_CLASSES[name]() for name in wanted if name != "rpcutil"})
+    return agents

@@ -83,7 +83,10 @@ class Agent(ABC):
             "name": self.name,
             "version": self.version,
             "description": self.description,
-            "actions": {name: a.interface.describe() for name, a in self._actions.items()},
+            "actions": {
+                name: a.interface.describe() | {"read_only": a.read_only}
+                for name, a in self._actions.items()
+            },
         }
 
 

@@ -30,9 +30,14 @@ from mcoflow.agent.providers.base import (
     check_package_version,
     check_service_name,
 )
+from mcoflow.rpc.filters import compile_pattern, is_regex, match_name
 
 # A package name (as the providers accept them), optionally @ one host's identity.
 _PACKAGE_RULE = re.compile(r"[a-z0-9][a-z0-9+.-]*(@[A-Za-z0-9_][A-Za-z0-9_.:@-]*)?")
+
+
+# A service name (unit names may hold "@" themselves), optionally @ one host's identity.
+_SERVICE_RULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@-]*")
 
 
 def _listed(rules: tuple[str, ...], identity: str, package: str) -> bool:
@@ -62,6 +67,27 @@ class SimulationSettings(BaseModel):
         description="packages whose first install on each host fails and the next one "
         "works (to try Resume); NAME@IDENTITY: on that host only",
     )
+    broken_services: tuple[str, ...] = Field(
+        (),
+        description="services that crash right after they start: the start's own look "
+        "finds them running, later looks stopped (a failed health check) until "
+        "broken_services_recover_after; NAME@IDENTITY: on that host only",
+    )
+    broken_services_recover_after: float | None = Field(
+        None,
+        ge=0.0,
+        description="seconds after its start at which a broken service runs again (as a "
+        "supervisor would bring it back); none: it stays stopped",
+    )
+    host_facts: dict[str, dict[str, str | int | float | bool]] = Field(
+        default_factory=dict,
+        description="facts some hosts report on top of the common ones: IDENTITY (exact or "
+        "/regex/) -> {fact: value}; every rule that matches adds its facts, later ones win",
+    )
+    host_classes: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="classes some hosts report: IDENTITY (exact or /regex/) -> [class, …]",
+    )
     default_version: str = "1.0-1"
     arch: str = "amd64"
     stats_file: Path | None = Field(
@@ -79,11 +105,42 @@ class SimulationSettings(BaseModel):
                 raise ValueError(f"{rule!r}: expected a package name, or NAME@IDENTITY")
         return rules
 
+    @field_validator("broken_services")
+    @classmethod
+    def _service_rules(cls, rules: tuple[str, ...]) -> tuple[str, ...]:
+        for rule in rules:
+            if _SERVICE_RULE.fullmatch(rule) is None:
+                raise ValueError(f"{rule!r}: expected a service name, or NAME@IDENTITY")
+        return rules
+
+    @field_validator("host_facts", "host_classes")
+    @classmethod
+    def _identity_rules(cls, rules: dict[str, Any]) -> dict[str, Any]:
+        for rule in rules:
+            if is_regex(rule):
+                compile_pattern(rule[1:-1])  # ValueError naming the pattern
+        return rules
+
+    def facts_of(self, identity: str) -> dict[str, str | int | float | bool]:
+        """The facts ``host_facts`` gives ``identity``."""
+        facts: dict[str, str | int | float | bool] = {}
+        for rule, values in self.host_facts.items():
+            if match_name(rule, identity):
+                facts.update(values)
+        return facts
+
+    def classes_of(self, identity: str) -> tuple[str, ...]:
+        """The classes ``host_classes`` gives ``identity``, each once."""
+        found = (c for r, cs in self.host_classes.items() if match_name(r, identity) for c in cs)
+        return tuple(dict.fromkeys(found))
+
 
 @dataclass
 class _SimHost:
     packages: dict[str, str]
     services: dict[str, ServiceState]
+    # broken services started: when, and whether a look (the start's own) saw them yet
+    crashing: dict[str, tuple[float, bool]] = field(default_factory=dict)
 
 
 @dataclass
@@ -218,7 +275,19 @@ class SimulatedServiceProvider(_OnSimulatedHost, ServiceProvider):
 
     async def status(self, service: str) -> ServiceState:
         check_service_name(service)
-        return self._fleet.host(self._identity).services.get(service, ServiceState.STOPPED)
+        host = self._fleet.host(self._identity)
+        crashing = host.crashing.get(service)
+        if crashing is None:
+            return host.services.get(service, ServiceState.STOPPED)
+        started, seen = crashing
+        if not seen:  # the look its start makes: it has not crashed yet
+            host.crashing[service] = (started, True)
+            return ServiceState.RUNNING
+        recover = self._fleet.settings.broken_services_recover_after
+        if recover is not None and time.monotonic() - started >= recover:
+            del host.crashing[service]
+            return ServiceState.RUNNING
+        return ServiceState.STOPPED
 
     async def start(self, service: str) -> str:
         return await self._set(service, "start", ServiceState.RUNNING)
@@ -232,5 +301,11 @@ class SimulatedServiceProvider(_OnSimulatedHost, ServiceProvider):
     async def _set(self, service: str, operation: str, state: ServiceState) -> str:
         check_service_name(service)
         await self._fleet.execute(self._identity, operation)
-        self._fleet.host(self._identity).services[service] = state
+        host = self._fleet.host(self._identity)
+        host.services[service] = state
+        broken = _listed(self._fleet.settings.broken_services, self._identity, service)
+        if broken and state is ServiceState.RUNNING:
+            host.crashing[service] = (time.monotonic(), False)
+        else:
+            host.crashing.pop(service, None)
         return f"simulated: {operation} {service}"

@@ -23,6 +23,8 @@ stale views.
 - ``executors``: registering executors, heartbeats, releasing dead ones;
 - ``liveness``: each executor's lock held on a connection of its own (PostgreSQL): free
   once its session is gone, so the others release it within seconds;
+- ``schedules``: recurring jobs' schedules, each occurrence fired once (claimed, advanced
+  and its plan inserted in one transaction);
 - ``core``: ``Store``, made of all of the above.
 """
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from sqlalchemy import event, text
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 
+from mcoflow.engine.store.reconnect import DatabaseLink, is_unreachable
 from mcoflow.engine.store.statements import among, columns, pairs_among
 from mcoflow.engine.store.unavailable import unavailable
 
@@ -54,6 +56,7 @@ class StoreBase:
         self.url = normalize_url(url)
         self.dialect = self.url.get_backend_name()
         self.notify_origin = uuid.uuid4().hex
+        self.link = DatabaseLink(self.url)
         kwargs: dict[str, Any] = {}
         if self.dialect == "postgresql":
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
@@ -121,18 +124,32 @@ class StoreBase:
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction. SQLite has one writer at a time: queue this process's
         writers here rather than in SQLite's sleeping busy handler."""
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
+        with self._watching_link():
+            if self._write_lock is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+                return
+            async with self._write_lock, self.engine.begin() as conn:
                 yield conn
-            return
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            await conn.execution_options(sqlite_begin="DEFERRED")
-            yield conn
+        with self._watching_link():
+            async with self.engine.connect() as conn:
+                await conn.execution_options(sqlite_begin="DEFERRED")
+                yield conn
+
+    @contextmanager
+    def _watching_link(self) -> Iterator[None]:
+        """Tell the link whether the transaction reached the database (reconnect)."""
+        began = time.monotonic()
+        try:
+            yield
+        except Exception as exc:
+            if is_unreachable(exc):
+                self.link.lost(exc)
+            raise
+        self.link.found(began)
 
     async def _notify(self, conn: AsyncConnection) -> None:
         """Wake idle executors elsewhere when this transaction commits (PostgreSQL). The

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -50,6 +51,57 @@ class ExecutorRegistry(WriteCore, OutboxQueries, LivenessQueries):
                 .values(heartbeat_at=time.time())
             )
             return bool(res.rowcount)
+
+    async def release_unheard_claims(
+        self, executor_id: str, running: Collection[tuple[str, int]]
+    ) -> int:
+        """The steps claimed by ``executor_id`` that it is not running go back, as if
+        never claimed: claims whose commit it never heard of, the connection lost at that
+        moment (a database restart, a network cut). Called by the executor itself after
+        the database came back, from its claiming loop (nothing else adds to
+        ``running``). How many went back."""
+
+        async def work(conn: AsyncConnection) -> int:
+            now = time.time()
+            rows = (
+                await conn.execute(
+                    select(steps.c.plan_id, steps.c.idx, steps.c.claimed_from)
+                    .where(
+                        steps.c.claimed_by == executor_id,
+                        steps.c.state == StepState.RUNNING.value,
+                    )
+                    .with_for_update()
+                )
+            ).all()
+            unheard = [r for r in rows if (r.plan_id, r.idx) not in running]
+            for r in unheard:
+                await conn.execute(
+                    update(steps)
+                    .where(steps.c.plan_id == r.plan_id, steps.c.idx == r.idx)
+                    .values(
+                        state=StepState(r.claimed_from or StepState.PENDING.value).value,
+                        ready_at=now,
+                        claimed_by=None,
+                        attempts=steps.c.attempts - 1,  # it never ran
+                    )
+                )
+            if unheard:
+                await self._notify(conn)
+            return len(unheard)
+
+        return await self._retrying(work)  # type: ignore[no-any-return]
+
+    async def release_unheard_plan_claims(self, executor_id: str) -> None:
+        """The plans claimed by ``executor_id`` are due again: called by the executor
+        when it handles none (the top of its plan loop) after the database came back, for
+        a claim whose commit it never heard of. A plan with nothing to do is claimed and
+        left alone again."""
+        async with self._write() as conn:
+            await conn.execute(
+                update(plans)
+                .where(plans.c.claimed_by == executor_id, plans.c.wake_at.is_(None))
+                .values(claimed_by=None, wake_at=time.time())
+            )
 
     async def unregister_executor(self, executor_id: str) -> None:
         await self.release_executors([executor_id], "executor stopped")

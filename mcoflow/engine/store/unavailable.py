@@ -39,6 +39,12 @@ _POSTGRESQL = (
         "unknown host {host}; check the host name in the URL",
     ),
     (r"timeout expired|timed out", "no answer from {host}:{port}; is the server reachable?"),
+    (
+        r"server closed the connection unexpectedly|terminating connection due to "
+        r"administrator command|the database system is shutting down",
+        "the server closed the connection (stopped or restarting?)",
+    ),
+    (r"the database system is starting up", "the server is starting up"),
     (r"no such file or directory", "no server socket there; is PostgreSQL running?"),
 )
 _SQLITE = (

@@ -56,6 +56,13 @@ def _identities(names: tuple[str, ...]) -> list[RubyValue]:
 def to_mcollective(filter: Filter, *, agent: str | None = None) -> dict[RubyKey, RubyValue]:
     """The filter Hash for a request; ``agent`` adds the called agent to the agent filter,
     as ``mco rpc`` does, so nodes without it stay silent."""
+    if filter.expression is not None:
+        # MCollective's own "compound" language differs (Ruby, its own parser); a wrong
+        # translation would select other hosts, so none is attempted
+        raise FilterError(
+            f"filter {filter.to_cli()!r}: and/or/not and parentheses are not supported on "
+            "MCollective nodes; use words side by side (ANDed) there"
+        )
     agents = [_entry("agent", name) for name in filter.agents]
     if agent is not None and agent not in agents:
         agents.append(agent)

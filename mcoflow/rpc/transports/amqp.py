@@ -17,8 +17,10 @@ work. A broker restart loses the requests it held, so senders publish again what
 still waits for an answer: the RPC client on ``on_reconnect``, the engine's outbox
 through ``recover_lost_requests`` (told by a non-durable marker exchange that
 vanishes with a restart). Hosts answer a repeated request id from their journal.
-One broker is assumed: in a cluster the marker outlives the restart of one node, and
-requests lost with that node's queues end as step timeouts (resumable).
+On a cluster (``url`` lists its nodes, see ``amqp_nodes``) the durable queues should
+be quorum queues (``queue_type``): a classic queue lives on one node, and requests it
+held when that node was lost end as step timeouts (resumable), since the marker
+outlives the restart of one node.
 The connection is robust: on loss it reconnects and restores the topology and the
 consumers, and publishing waits for the reconnection (up to ``publish_timeout``)
 instead of losing the message. A retried publish may arrive twice; receivers
@@ -54,6 +56,7 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import DeliveryError
 
+from mcoflow.rpc.cluster import QueueType, server_urls
 from mcoflow.rpc.tls import (
     TlsError,
     TlsOptions,
@@ -73,6 +76,7 @@ from mcoflow.rpc.transport import (
 )
 from mcoflow.rpc.transports.amqp_acks import ChannelAcks
 from mcoflow.rpc.transports.amqp_connection import DeliveryCallback, McoflowConnection, consume
+from mcoflow.rpc.transports.amqp_nodes import node_urls
 from mcoflow.rpc.unreachable import broker_unreachable
 
 __all__ = ["AmqpTransport"]
@@ -128,13 +132,23 @@ class AmqpTransport(Transport):
         requeue_delay: float = 0.5,
         setup_channels: int = 16,
         tls: TlsOptions | None = None,
+        queue_type: QueueType = QueueType.CLASSIC,
     ) -> None:
-        """``setup_channels``: at most this many channels declare queues and start
+        """``url``: one node, or a cluster's as a comma-separated list; ``queue_type``:
+        of the durable queues (hosts', shared replies'), quorum on a cluster.
+        ``setup_channels``: at most this many channels declare queues and start
         consumers side by side (AMQP answers one such call at a time per channel, so
         a process subscribing thousands of identities needs several). ``tls``: the
         CA, client certificate and host name check of an ``amqps://`` URL."""
         self.url = url
+        self.nodes = node_urls(server_urls(url))
         self.tls = tls
+        self.queue_type = queue_type
+        # classic: no argument, as queues were always declared (a redeclaration with
+        # other arguments is refused)
+        self._durable_arguments: dict[str, Any] | None = (
+            {"x-queue-type": queue_type.value} if queue_type is not QueueType.CLASSIC else None
+        )
         self.prefetch = prefetch
         self.publish_timeout = publish_timeout
         self.reconnect_interval = reconnect_interval
@@ -172,11 +186,11 @@ class AmqpTransport(Transport):
             raise TransportError(str(exc)) from exc
         try:
             self._connection = await aio_pika.connect_robust(
-                self.url,
+                str(self.nodes[0]),
                 ssl_context=context,
                 reconnect_interval=self.reconnect_interval,
                 client_properties={"connection_name": "mcoflow"},
-                connection_class=McoflowConnection,
+                connection_class=McoflowConnection.on_nodes(self.nodes),
             )
         except Exception as exc:
             if context is None and await speaks_tls(self.url):
@@ -388,7 +402,11 @@ class AmqpTransport(Transport):
         self, *, identity: str, collective: str, agents: Sequence[str], handler: Handler
     ) -> Subscription:
         async with self._setup_channel() as channel:
-            queue = await channel.declare_queue(host_queue_name(collective, identity), durable=True)
+            queue = await channel.declare_queue(
+                host_queue_name(collective, identity),
+                durable=True,
+                arguments=self._durable_arguments,
+            )
             await queue.bind(DIRECT_EXCHANGE, _key(collective, identity))
             for agent in dict.fromkeys(agents):
                 await queue.bind(BROADCAST_EXCHANGE, _key(collective, agent))
@@ -407,7 +425,9 @@ class AmqpTransport(Transport):
                 queue = await channel.declare_queue(reply_to, exclusive=True, auto_delete=True)
                 tag = await consume(queue, self._callback(handler, acknowledge=False), no_ack=True)
             else:
-                queue = await channel.declare_queue(reply_to, durable=True)
+                queue = await channel.declare_queue(
+                    reply_to, durable=True, arguments=self._durable_arguments
+                )
                 tag = await consume(queue, self._callback(handler))
         subscription = _AmqpSubscription(self, queue, tag)
         self._subscriptions.add(subscription)

@@ -14,14 +14,16 @@ docs/performance.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import aio_pika
 import aiormq.abc
 from aio_pika.abc import AbstractQueue, ConsumerTag, TimeoutType
 from aiormq.abc import ArgumentsType
+from yarl import URL
 
+from mcoflow.rpc.transports.amqp_nodes import NodeFailover
 from mcoflow.rpc.transports.amqp_writes import CoalescingTransportFactory
 
 __all__ = ["DeliveryCallback", "McoflowConnection", "consume"]
@@ -72,10 +74,18 @@ class McoflowConnection(aio_pika.RobustConnection):
 
     CHANNEL_CLASS = _Channel
 
+    nodes: tuple[URL, ...] = ()  # a cluster's nodes, tried in turn (see amqp_nodes)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # passed to aiormq on every (re)connection
-        self.kwargs["transport_factory"] = CoalescingTransportFactory()
+        self.kwargs["transport_factory"] = NodeFailover(CoalescingTransportFactory(), self.nodes)
+
+    @classmethod
+    def on_nodes(cls, nodes: Sequence[URL]) -> type[McoflowConnection]:
+        """This connection class for a cluster's ``nodes`` (aio_pika.connect_robust
+        would put a keyword argument into the URL's query as well)."""
+        return type(f"{cls.__name__}OnNodes", (cls,), {"nodes": tuple(nodes)})
 
 
 async def consume(

@@ -20,6 +20,8 @@ After a reconnection the ``on_reconnect`` listeners run, and ``recover_lost_requ
 always republishes: the transport cannot tell which broadcasts the hosts missed while
 they or the server were away (a direct request repeated is stored again, and the host
 answers it from its journal).
+On a cluster (``url`` lists its servers) the streams have ``replicas`` copies, and
+JetStream calls are retried while the survivors of a lost server elect leaders.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 from nats.aio.client import Client
@@ -49,12 +51,20 @@ from mcoflow.rpc.transport import (
     cancel_tasks,
 )
 from mcoflow.rpc.transports.nats_connect import first_connection
+from mcoflow.rpc.transports.nats_jetstream import (
+    bind_durable,
+    raise_replicas,
+    retried,
+    stream_exists,
+)
 
 __all__ = ["NatsTransport"]
 
 log = logging.getLogger(__name__)
 
 NODES_STREAM = "MCOFLOW_NODES"
+CLUSTER_SETTLE = 15.0  # seconds after a reconnection to a cluster: publish again
+_T = TypeVar("_T")
 
 
 def _durable_name(prefix: str, *parts: str) -> str:
@@ -105,10 +115,14 @@ class NatsTransport(Transport):
         requeue_delay: float = 0.5,
         stream_max_age: float = 7 * 24 * 3600.0,
         tls: TlsOptions | None = None,
+        replicas: int = 1,
     ) -> None:
-        """``tls``: the CA, client certificate and host name check of a ``tls://`` URL."""
+        """``url``: one server, or a cluster's as a comma-separated list; ``tls``: the
+        CA, client certificate and host name check of a ``tls://`` URL; ``replicas``:
+        the servers that store each stream this transport creates (a cluster's)."""
         self.url = url
         self.tls = tls
+        self.replicas = replicas
         self.prefetch = prefetch
         self.publish_timeout = publish_timeout
         self.requeue_delay = requeue_delay
@@ -119,6 +133,7 @@ class NatsTransport(Transport):
         self._stream_cache: dict[str, tuple[bool, float]] = {}
         self._reconnect_listeners = ReconnectListeners(log)
         self._closing = False
+        self._settle_call: asyncio.TimerHandle | None = None
 
     @property
     def connected(self) -> bool:
@@ -128,7 +143,7 @@ class NatsTransport(Transport):
         if self._nc is not None:
             return
         self._closing = False
-        self._nc = await first_connection(self.url, self.tls, self._reconnect_listeners.notify)
+        self._nc = await first_connection(self.url, self.tls, self._reconnected)
         self._js = self._nc.jetstream(timeout=5)
         await self._ensure_stream(
             NODES_STREAM, ["*.node.>"], retention=api.RetentionPolicy.WORK_QUEUE
@@ -145,12 +160,32 @@ class NatsTransport(Transport):
             storage=api.StorageType.FILE,
             max_age=self.stream_max_age,
             duplicate_window=120.0,
+            num_replicas=self.replicas,
         )
         try:
-            await js.add_stream(config)
+            await self._retried(f"stream {name}", lambda: js.add_stream(config))
         except BadRequestError as exc:
-            # Already there with other settings (e.g. another max_age): use it as is.
+            # Already there with other settings (e.g. another max_age): use it as is,
+            # with at least the replicas asked for.
             log.debug("stream %s exists: %r", name, exc)
+            await raise_replicas(js, name, self.replicas)
+
+    def _reconnected(self) -> None:
+        self._reconnect_listeners.notify()
+        if self.replicas > 1 and self._settle_call is None:
+            # A cluster that lost a node can still lose messages it had acknowledged
+            # while it recovers (seen with nats-server 2.9: "Resetting stream cluster
+            # state"): the listeners run again once it had time to settle, so what
+            # still waits for an answer is published once more (hosts answer a
+            # repeated request from their journal).
+            loop = asyncio.get_running_loop()
+            self._settle_call = loop.call_later(CLUSTER_SETTLE, self._settled)
+
+    def _settled(self) -> None:
+        self._settle_call = None
+        if not self._closing and self.connected:
+            log.info("NATS cluster: publishing what still waits again, %.0f s on", CLUSTER_SETTLE)
+            self._reconnect_listeners.notify()
 
     def on_reconnect(self, listener: ReconnectListener) -> Callable[[], None]:
         return self._reconnect_listeners.add(listener)
@@ -161,6 +196,9 @@ class NatsTransport(Transport):
 
     async def close(self) -> None:
         self._closing = True
+        if self._settle_call is not None:
+            self._settle_call.cancel()
+            self._settle_call = None
         await self._reconnect_listeners.cancel()
         for subscription in list(self._subscriptions):
             await subscription.cancel()
@@ -236,10 +274,11 @@ class NatsTransport(Transport):
                 )
                 return
             except nats.errors.NoRespondersError:
-                # Connected, yet no stream listens on that subject.
-                if self.connected:
+                # Connected, yet no stream answered: none listens on that subject, or
+                # its leader is being elected (a cluster's node was lost)
+                if self.connected and not await stream_exists(self._require_js(), subject):
                     raise _NoStream(subject) from None
-                exc: Exception = TransportError("disconnected")
+                exc: Exception = TransportError("no stream leader (disconnected or electing)")
             except Exception as error:
                 exc = error
             remaining = deadline - loop.time()
@@ -355,22 +394,22 @@ class NatsTransport(Transport):
         config = api.ConsumerConfig(
             durable_name=durable,
             deliver_group=group,
-            filter_subject=filter_subject,
+            deliver_subject=self._require_nc().new_inbox(),  # used when created now
+            filter_subject=filter_subject or subject,
             ack_policy=api.AckPolicy.EXPLICIT,
             max_ack_pending=max_ack_pending,
             ack_wait=30.0,
         )
+        callback = self._callback(subscription, handler, acked=True)
         subscription._subs.append(
-            await self._require_js().subscribe(
-                subject,
-                queue=group,
-                durable=durable,
-                stream=stream,
-                config=config,
-                manual_ack=True,
-                cb=self._callback(subscription, handler, acked=True),
+            await self._retried(
+                f"consumer {durable}",
+                lambda: bind_durable(self._require_js(), stream, config, callback),
             )
         )
+
+    async def _retried(self, what: str, call: Callable[[], Awaitable[_T]]) -> _T:
+        return await retried(what, call, limit=self.publish_timeout, stop=lambda: self._closing)
 
     async def forget_host(self, *, identity: str, collective: str) -> None:
         """Delete a decommissioned host's durable consumer (and so its pending requests)."""
@@ -381,7 +420,7 @@ class NatsTransport(Transport):
 
 
 class _NoStream(Exception):
-    pass
+    """The stream a publish was for is gone (deleted, or not made yet)."""
 
 
 async def _settle(msg: Msg, *, ack: bool, delay: float) -> None:

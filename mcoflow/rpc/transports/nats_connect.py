@@ -1,5 +1,9 @@
 """The NATS transport's first connection: bounded in time, over TLS when the URL says
-so (and never silently in plain text), and failing with one line that says why."""
+so (and never silently in plain text), and failing with one line that says why.
+
+A comma-separated URL lists a cluster's servers: nats-py tries them in turn, learns
+the others from the servers' gossip, and on a lost connection moves to one that
+answers; the servers are not shuffled, so the operator's order is the preference."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from collections.abc import Callable
 import nats
 from nats.aio.client import Client
 
+from mcoflow.rpc.cluster import server_urls
 from mcoflow.rpc.tls import TlsError, TlsOptions, client_context, tls_refusal, use_tls_url, uses_tls
 from mcoflow.rpc.transport import TransportError
 from mcoflow.rpc.unreachable import broker_unreachable, safe_url
@@ -45,7 +50,8 @@ async def first_connection(
         log.info("NATS: disconnected; reconnecting")
 
     async def on_reconnect() -> None:
-        log.info("NATS: reconnected")
+        client = connecting.result() if connecting is not None and connecting.done() else None
+        log.info("NATS: reconnected to %s", _server(client))
         reconnected()  # nats-py awaits this callback
 
     try:
@@ -54,7 +60,7 @@ async def first_connection(
         async with asyncio.timeout(FIRST_CONNECT_TIMEOUT):
             connecting = asyncio.ensure_future(
                 nats.connect(
-                    url,
+                    server_urls(url),
                     name="mcoflow",
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
@@ -63,6 +69,7 @@ async def first_connection(
                     disconnected_cb=on_disconnect,
                     reconnected_cb=on_reconnect,
                     connect_timeout=5,
+                    dont_randomize=True,
                     **({"tls": context} if context is not None else {}),
                 )
             )
@@ -77,6 +84,7 @@ async def first_connection(
             raise TransportError(use_tls_url(url, "tls")) from exc
         raise TransportError(broker_unreachable("the NATS server", url, cause)) from exc
     established = True
+    log.info("NATS: connected to %s", _server(nc))
     if context is not None and not _encrypted(nc):
         # nats-py goes TLS only when the server asks: a tls:// URL must not fall back
         # to plain text with a server (or a man in the middle) that does not
@@ -86,6 +94,12 @@ async def first_connection(
             "not offer TLS; refusing plain text on a tls:// URL"
         )
     return nc
+
+
+def _server(nc: Client | None) -> str:
+    """The server ``nc`` is connected to, as host:port (never its credentials)."""
+    uri = getattr(getattr(nc, "_current_server", None), "uri", None)
+    return f"{uri.hostname}:{uri.port}" if uri is not None else "?"
 
 
 def _encrypted(nc: Client) -> bool:

@@ -21,6 +21,13 @@
     if (field) field.value = "yes";
   });
 
+  // the trigger page's template choice shows the chosen template's form at once
+  document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+    select.addEventListener("change", function () {
+      if (select.form && select.value) select.form.submit();
+    });
+  });
+
   const root = document.getElementById("plan");
   if (!root || root.dataset.finished === "true" || !window.EventSource) return;
 

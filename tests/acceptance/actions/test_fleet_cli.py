@@ -52,12 +52,11 @@ async def test_fleet_through_the_cli(fleet: Orchestrator, db_url: str, tmp_path:
     # show: its hosts, in JSON and as a table, with the counts by host
     shown = await show(db_url, tmp_path, plan.id)
     assert sorted(h["host"] for h in shown["hosts"]) == HOSTS
-    assert {h["status"] for h in shown["hosts"]} == {"error", "cancelled"}
+    assert {h["status"] for h in shown["hosts"]} == {"error", "planned"}
     counts = shown["host_counts"]
-    assert (counts["error"], counts["paused"], counts["cancelled"]) == (2, 2, 2)
-    assert (
-        counts["summary"]
-        == "4 hosts: 0 succeeded, 2 failed (2 waiting for the operator), 2 cancelled"
+    assert (counts["error"], counts["paused"], counts["planned"]) == (2, 2, 2)
+    assert counts["summary"] == (
+        "4 hosts: 0 succeeded, 2 failed (2 waiting for the operator), 0 cancelled, 2 not started"
     )
     failed = [h for h in shown["hosts"] if h["status"] == "error"]
     assert all("broken" in h["message"] for h in failed)
@@ -78,36 +77,29 @@ async def test_fleet_through_the_cli(fleet: Orchestrator, db_url: str, tmp_path:
     assert code == 0, out
     assert (await world.get_plan(plan.id)).state is PlanState.PAUSED
 
-    # resume: the other failed host runs again (fixed now) with the fleet; the hosts
-    # cancelled by max-failures stay cancelled, and the fleet says so
+    # resume: the other failed host runs again (fixed now) with the fleet, and the
+    # rollout goes on with the hosts that max-failures held
     sim = fleet.agents[-1].fleet
     sim.settings = sim.settings.model_copy(update={"broken_packages": ()})
     code, out = await cli(db_url, tmp_path, "resume", plan.id)
     assert code == 0, out
     again = await world.wait(plan.id, timeout=30)
-    assert again.state is PlanState.PAUSED
+    assert again.state is PlanState.STOPPED
     shown = await show(db_url, tmp_path, plan.id)
     assert shown["host_counts"]["summary"] == (
-        "4 hosts: 2 succeeded (1 with warnings), 0 failed, 2 cancelled"
+        "4 hosts: 4 succeeded (1 with warnings), 0 failed, 0 cancelled"
     )
-    fleet_step = next(s for s in shown["steps"] if s["action"] == "mcoflow.fleet")
-    assert fleet_step["error"]["message"] == (
-        "finished with 0 failed of 4 hosts: 2 succeeded, 0 failed, 2 cancelled"
-    )
-
-    # rerun-failed: a new fleet on the cancelled hosts
-    code, out = await cli(db_url, tmp_path, "rerun-failed", plan.id, "--no-wait")
-    assert code == 0, out
-    match = re.search(r"^plan ([0-9a-f]{32}): ", out, re.MULTILINE)
-    assert match, out
-    rerun = await world.wait(match[1], timeout=30)
-    assert rerun.result is PlanResult.SUCCESS
-    rerun_hosts = sorted(c.label for c in await world.store.child_plans(rerun.id))
-    assert rerun_hosts == sorted(h["host"] for h in shown["hosts"] if h["status"] == "cancelled")
-
-    code, out = await cli(db_url, tmp_path, "rerun-failed", rerun.id)
+    code, out = await cli(db_url, tmp_path, "rerun-failed", plan.id)
     assert code == 1 and "has no failed hosts" in out
 
+    # a fleet that stops at max-failures again, cancelled: its hosts never run are
+    # cancelled, and rerun-failed starts a new fleet on the failed and cancelled ones
+    sim.settings = sim.settings.model_copy(update={"broken_packages": ("missing",)})
+    second = await jobs.trigger(
+        "install", hosts=",".join(HOSTS), parameter="missing", concurrency=1, max_failures="2"
+    )
+    plan = await world.wait(second.id, timeout=30)
+    assert plan.state is PlanState.PAUSED
     # cancel: the paused fleet stops, and no host of it is left waiting
     code, out = await cli(db_url, tmp_path, "cancel", plan.id)
     assert code == 0, out
@@ -115,3 +107,13 @@ async def test_fleet_through_the_cli(fleet: Orchestrator, db_url: str, tmp_path:
     assert (stopped.state, stopped.result) == (PlanState.STOPPED, PlanResult.CANCELLED)
     kids = await world.store.child_plans(plan.id)
     assert not [c for c in kids if c.state is not PlanState.STOPPED]
+    assert {c.result for c in kids} == {PlanResult.CANCELLED}
+
+    sim.settings = sim.settings.model_copy(update={"broken_packages": ()})
+    code, out = await cli(db_url, tmp_path, "rerun-failed", plan.id, "--no-wait")
+    assert code == 0, out
+    match = re.search(r"^plan ([0-9a-f]{32}): ", out, re.MULTILINE)
+    assert match, out
+    rerun = await world.wait(match[1], timeout=30)
+    assert rerun.result is PlanResult.SUCCESS
+    assert sorted(c.label for c in await world.store.child_plans(rerun.id)) == HOSTS

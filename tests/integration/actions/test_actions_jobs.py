@@ -114,14 +114,29 @@ async def test_fleet_job_with_concurrency_limit_failures_and_rerun(fleet: Orches
     assert sum(sim.install_count(f"sim-{n:05d}") for n in range(1, 21)) == 20
 
 
-async def test_fleet_stops_after_max_failures_and_reruns_the_failed(fleet: Orchestrator) -> None:
+async def test_fleet_stops_after_max_failures_and_resume_goes_on(fleet: Orchestrator) -> None:
     hosts = ",".join(f"sim-{n:05d}" for n in range(1, 11))
     plan = await run(fleet, "install", hosts, "broken", concurrency=1, max_failures="2")
     assert (plan.state, plan.result) == (PlanState.PAUSED, PlanResult.ERROR)
     rows = await host_results(fleet.world, plan.id)
-    assert sum(r.result is PlanResult.CANCELLED for r in rows) == 8
+    assert sum(r.state is PlanState.PLANNED for r in rows) == 8  # held for a Resume
     assert sum(r.state is PlanState.PAUSED for r in rows) == 2
     assert all("broken" in r.message for r in rows if r.state is PlanState.PAUSED)
+    sim = sim_fleet(fleet)
+    sim.settings = sim.settings.model_copy(update={"broken_packages": ()})
+    await fleet.world.resume(plan.id, by="operator")
+    done = await fleet.world.wait(plan.id, timeout=30)
+    assert done.result is PlanResult.SUCCESS
+    rows = await host_results(fleet.world, plan.id)
+    assert [r.result for r in rows] == [PlanResult.SUCCESS] * 10
+
+
+async def test_a_cancelled_fleet_reruns_its_failed_and_never_run_hosts(
+    fleet: Orchestrator,
+) -> None:
+    hosts = ",".join(f"sim-{n:05d}" for n in range(1, 11))
+    plan = await run(fleet, "install", hosts, "broken", concurrency=1, max_failures="2")
+    await fleet.world.cancel(plan.id, by="operator")
     sim = sim_fleet(fleet)
     sim.settings = sim.settings.model_copy(update={"broken_packages": ()})
     again = await Jobs(fleet.world).rerun_failed(plan.id, by="operator")

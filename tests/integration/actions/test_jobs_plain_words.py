@@ -69,7 +69,9 @@ async def test_a_bad_filter_regex_names_the_pattern_and_the_regex_error(
     assert "validation error" not in caught.value.message
     with pytest.raises(JobInputError) as fact:
         await jobs(fleet).discover("cpus>=4 os_family")
-    assert fact.value.message == "invalid fact filter 'os_family': expected FACT OPERATOR VALUE"
+    assert fact.value.message == (
+        "invalid fact filter 'os_family': expected FACT OPERATOR VALUE (column 9)"
+    )
     assert (await fleet.world.list_plans()).total == 0
 
 

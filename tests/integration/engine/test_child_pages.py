@@ -76,14 +76,16 @@ async def test_pages_counts_and_messages_of_a_2500_host_fleet(harness: EngineHar
 async def test_every_status_filter_agrees_with_the_status_of_each_host(
     harness: EngineHarness,
 ) -> None:
-    """Errors (paused), cancelled, success and still running hosts in one fleet."""
+    """Errors (paused), held, cancelled, success and still running hosts in fleets."""
     world = harness.world
     store = world.store
     hosts = [f"h{i:03d}" for i in range(40)]
     A.FAILING.update(hosts[:3])
     paused = await harness.run(A.Fleet, hosts=hosts, limit=4, max_failures=2, child="flaky")
     waiting = await world.trigger(A.Fleet, hosts=hosts[:5], child="wait", limit=2)
-    for plan_id in (paused.id, waiting.id):
+    cancelled = await harness.run(A.Fleet, hosts=hosts[:6], limit=2, max_failures=2, child="flaky")
+    await world.cancel(cancelled.id)
+    for plan_id in (paused.id, waiting.id, cancelled.id):
 
         async def check(plan_id: str = plan_id) -> None:
             children = await store.child_plans(plan_id)
@@ -100,7 +102,8 @@ async def test_every_status_filter_agrees_with_the_status_of_each_host(
 
         await check()
     counts = await store.child_counts(paused.id)
-    assert counts.error >= 2 and counts.cancelled > 0 and counts.success > 0
+    assert counts.error >= 2 and counts.planned > 0 and counts.success > 0
+    assert (await store.child_counts(cancelled.id)).cancelled > 0
     assert (await store.child_counts(waiting.id)).running == 2
     await world.cancel(waiting.id)
 

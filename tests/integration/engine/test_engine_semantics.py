@@ -371,7 +371,8 @@ async def test_sub_plans_stop_after_the_failure_threshold(
     assert parent.error is not None and "stopped after 2 failed" in parent.error["message"]
     counts = await world.store.sub_plan_counts(plan.id, 1)
     assert counts.paused == 2  # the two failed hosts wait for the operator
-    assert counts.cancelled == 8  # the rest was never started
+    assert counts.planned == 8  # the rest was never started: held for a Resume
+    assert counts.cancelled == 0
     assert counts.success == 0
     # every host has its sub-plan, created or not when the job stopped
     assert sorted(c.label for c in await world.store.child_plans(plan.id)) == sorted(hosts)

@@ -95,9 +95,13 @@ async def test_cancel_of_a_paused_fleet_cancels_its_paused_hosts(harness: Engine
     plan = await harness.run(A.Fleet, hosts=hosts, limit=1, max_failures=2, child="flaky")
     assert plan.state is PlanState.PAUSED
     before = await children(world, plan.id)
-    assert (before.error, before.paused, before.cancelled, before.success) == (2, 2, 8, 0)
+    # past the threshold the hosts not started are held for a Resume
+    assert (before.error, before.paused, before.planned, before.cancelled) == (2, 2, 8, 0)
     message = await fleet_step_error(world, plan.id)
-    assert message == "stopped after 2 failed of 10 sub-plans: 0 succeeded, 2 failed, 8 cancelled"
+    assert message == (
+        "stopped after 2 failed of 10 sub-plans: 0 succeeded, 2 failed, 8 not started, "
+        "0 cancelled; Resume retries the failed sub-plans and goes on with the rest"
+    )
 
     cancelled = await world.cancel(plan.id, by="ops")
     assert (cancelled.state, cancelled.result) == (PlanState.STOPPED, PlanResult.CANCELLED)
@@ -105,6 +109,25 @@ async def test_cancel_of_a_paused_fleet_cancels_its_paused_hosts(harness: Engine
     assert {(c.state, c.result) for c in kids} == {(PlanState.STOPPED, PlanResult.CANCELLED)}
     after = await children(world, plan.id)
     assert (after.cancelled, after.paused, after.total) == (10, 0, 10)
+
+
+async def test_resume_after_the_failure_threshold_goes_on_with_the_hosts_not_started(
+    harness: EngineHarness,
+) -> None:
+    world = harness.world
+    hosts = [f"h{i}" for i in range(10)]
+    A.FAILING.update({"h0", "h1", "h5"})
+    plan = await harness.run(A.Fleet, hosts=hosts, limit=1, max_failures=2, child="flaky")
+    assert plan.state is PlanState.PAUSED
+    assert (await children(world, plan.id)).planned == 8
+
+    A.FAILING.difference_update({"h0", "h1"})  # the operator fixed the first two
+    await world.resume(plan.id, by="ops")
+    # the rollout goes on, one at a time, until h5 fails: one failure is under the threshold
+    done = await world.wait(plan.id, until=frozenset({PlanState.PAUSED}), timeout=30)
+    after = await children(world, plan.id)
+    assert (after.success, after.error, after.planned, after.cancelled) == (9, 1, 0, 0)
+    assert "finished with 1 failed of 10" in await fleet_step_error(world, done.id)
 
 
 async def test_cancel_of_a_running_fleet_cancels_its_paused_hosts_too(
@@ -191,7 +214,7 @@ async def test_a_weightless_plan_alone_shows_its_own_progress(harness: EngineHar
 @pytest.mark.parametrize(
     ("hosts", "failing", "max_failures", "expected"),
     [
-        # hosts, failing hosts, max_failures: (success, error, paused, cancelled), message
+        # hosts, failing hosts, max_failures: (success, error, paused, not started), message
         (5, 0, None, ((5, 0, 0, 0), None)),
         (5, 5, None, ((0, 5, 5, 0), "finished with 5 failed of 5 sub-plans")),
         (6, 2, None, ((4, 2, 2, 0), "finished with 2 failed of 6 sub-plans")),
@@ -199,7 +222,7 @@ async def test_a_weightless_plan_alone_shows_its_own_progress(harness: EngineHar
             10,
             3,
             2,
-            ((0, 2, 2, 8), "stopped after 2 failed of 10 sub-plans: 0 succeeded, 2 failed, 8"),
+            ((0, 2, 2, 8), "stopped after 2 failed of 10 sub-plans: 0 succeeded, 2 failed, 8 not"),
         ),
         (10, 1, 1, ((0, 1, 1, 9), "stopped after 1 failed of 10 sub-plans")),
     ],
@@ -219,8 +242,8 @@ async def test_counts_of_a_settled_fleet(
     )
     counts = await children(world, plan.id)
     (numbers, message) = expected
-    assert (counts.success, counts.error, counts.paused, counts.cancelled) == numbers
-    assert counts.total == hosts
+    assert (counts.success, counts.error, counts.paused, counts.planned) == numbers
+    assert (counts.total, counts.cancelled) == (hosts, 0)
     if message is None:
         assert plan.result is PlanResult.SUCCESS and plan.progress == 1.0
     else:

@@ -84,12 +84,14 @@ def test_agents_declare_the_documented_interfaces() -> None:
     package, service, rpcutil = PackageAgent(), ServiceAgent(), RpcUtilAgent()
     assert set(package.actions) == {"install", "uninstall", "purge", "update", "status"}
     assert set(service.actions) == {"start", "stop", "restart", "status"}
-    assert set(rpcutil.actions) == {"ping", "inventory", "get_fact"}
+    assert set(rpcutil.actions) == {"ping", "inventory", "get_fact", "agent_interfaces"}
     install = package.describe()["actions"]["install"]
     assert install["inputs"]["package"]["required"] is True
     assert install["inputs"]["version"]["required"] is False
     assert set(install["outputs"]) == {"ensure", "version", "arch", "provider", "changed", "output"}
     assert set(service.describe()["actions"]["restart"]["outputs"]) >= {"status", "changed"}
+    assert install["read_only"] is False
+    assert package.describe()["actions"]["status"]["read_only"] is True
 
 
 @pytest.mark.parametrize("name", ["-rf", "../etc", "a b", "pkg;ls", "Pkg", "", "x" * 256])

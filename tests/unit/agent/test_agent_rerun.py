@@ -181,7 +181,7 @@ def test_journal_from_before_reruns_gains_the_runs_column(tmp_path: Path) -> Non
     ("agent", "action", "idempotent"),
     [("package", name, True) for name in ("install", "uninstall", "purge", "update", "status")]
     + [("service", name, True) for name in ("start", "stop", "restart", "status")]
-    + [("rpcutil", name, True) for name in ("ping", "inventory", "get_fact")],
+    + [("rpcutil", name, True) for name in ("ping", "inventory", "get_fact", "agent_interfaces")],
 )
 def test_each_action_declares_whether_it_is_idempotent(
     agent: str, action: str, idempotent: bool

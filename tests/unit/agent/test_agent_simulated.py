@@ -9,6 +9,7 @@ from mcoflow.agent.providers import (
     SimulatedFleet,
     SimulationSettings,
 )
+from mcoflow.testing import assert_eventually
 
 
 async def test_each_identity_has_its_own_packages() -> None:
@@ -100,3 +101,39 @@ async def test_flaky_package_fails_once_per_host_then_installs() -> None:
 def test_package_rules_are_checked(rule: str) -> None:
     with pytest.raises(ValueError, match="expected a package name"):
         SimulationSettings(broken_packages=(rule,))
+
+
+async def test_broken_service_runs_for_one_look_after_a_start_then_is_stopped() -> None:
+    fleet = SimulatedFleet(SimulationSettings(broken_services=("nginx@sim-2", "cron")))
+    one, two = fleet.service_provider("sim-1"), fleet.service_provider("sim-2")
+    await one.restart("nginx")
+    for _ in range(3):
+        assert await one.status("nginx") is ServiceState.RUNNING
+    for service in (two.restart, two.start):
+        await service("nginx")
+        assert await two.status("nginx") is ServiceState.RUNNING  # the start's own look
+        assert await two.status("nginx") is ServiceState.STOPPED
+        assert await two.status("nginx") is ServiceState.STOPPED
+    await one.start("cron")
+    await one.stop("cron")  # stopped on purpose: no look sees it running
+    assert await one.status("cron") is ServiceState.STOPPED
+
+
+async def test_broken_service_runs_again_once_it_recovered() -> None:
+    settings = SimulationSettings(broken_services=("nginx",), broken_services_recover_after=0.05)
+    services = SimulatedFleet(settings).service_provider("sim-1")
+    await services.restart("nginx")
+    assert await services.status("nginx") is ServiceState.RUNNING
+    assert await services.status("nginx") is ServiceState.STOPPED
+
+    async def running() -> bool:
+        return await services.status("nginx") is ServiceState.RUNNING
+
+    await assert_eventually(running, timeout=5)
+    assert await services.status("nginx") is ServiceState.RUNNING  # and stays up
+
+
+@pytest.mark.parametrize("rule", ["", "nginx service", "-x"])
+def test_service_rules_are_checked(rule: str) -> None:
+    with pytest.raises(ValueError, match="expected a service name"):
+        SimulationSettings(broken_services=(rule,))

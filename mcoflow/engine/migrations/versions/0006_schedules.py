@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("plan_id", sa.String(length=32), nullable=True),
         sa.Column("skipped", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("at", sa.Float(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("schedule_id", "occurrence_at"),
     )
 
