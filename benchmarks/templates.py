@@ -34,18 +34,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from fleet import (
-    POLL,
-    Databases,
-    Fleet,
-    Report,
-    _ended_at,
-    log,
-    machine_speed,
-    profiled,
-    report_cpu,
-    timed_executor,
-)
+from fleet import POLL, Databases, Fleet, _ended_at, machine_speed, timed_executor
+from measure import Report, log, profiled, report_cpu
 
 from mcoflow.actions import Jobs
 from mcoflow.engine import Plan, PlanResult, World

@@ -125,6 +125,29 @@ async def run_until_signal(start: Any, stop: Any, failed: Any = None) -> bool:
     return failed is not None and bool(failed.is_set())
 
 
+async def wait_showing_progress(world: Any, plan_id: str) -> Any:
+    """Wait until the plan stops or pauses, with a progress bar on the console (gone once
+    done); the plan as it ended."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mcoflow.actions.jobs import wait_with_progress
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("running", total=1.0)
+
+        def update(plan: Any) -> None:
+            progress.update(task, completed=plan.progress, description=plan.state.value)
+
+        return await wait_with_progress(world, plan_id, update)
+
+
 @contextmanager
 def plain_unreachable() -> Iterator[None]:
     """A database or broker that does not answer at start-up ends the command with one

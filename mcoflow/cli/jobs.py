@@ -18,6 +18,7 @@ from mcoflow.cli.app import (
     console,
     open_world,
     run_async,
+    wait_showing_progress,
 )
 
 # ---- the operator's jobs ------------------------------------------------------------
@@ -157,26 +158,10 @@ def _allow_unknown(db: str | None) -> bool:
 
 async def _follow(world: Any, plan_id: str) -> int:
     """Show progress until the plan stops or pauses, then a per-host result table."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from mcoflow.actions import host_results
-    from mcoflow.actions.jobs import wait_with_progress
     from mcoflow.engine import PlanResult
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("running", total=1.0)
-
-        def update(plan: Any) -> None:
-            progress.update(task, completed=plan.progress, description=plan.state.value)
-
-        plan = await wait_with_progress(world, plan_id, update)
+    plan = await wait_showing_progress(world, plan_id)
     rows = await host_results(world, plan_id)
     title = f"{plan.label}: {plan.state.value}, result {plan.result.value}"
     table = Table(title=escape(title))

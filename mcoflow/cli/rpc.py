@@ -11,7 +11,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mcoflow.cli.app import DbOption, app, clip, console, open_world, run_async
+from mcoflow.cli.app import (
+    DbOption,
+    app,
+    clip,
+    console,
+    open_world,
+    run_async,
+    wait_showing_progress,
+)
 from mcoflow.cli.jobs import (
     BatchOption,
     ConcurrencyOption,
@@ -126,7 +134,7 @@ async def _follow(calls: AgentCalls, plan_id: str, *, as_json: bool) -> int:
     if as_json:
         plan = await wait_with_progress(calls.world, plan_id, lambda _plan: None)
     else:
-        plan = await _wait_showing_progress(calls, plan_id)
+        plan = await wait_showing_progress(calls.world, plan_id)
     rows = await calls.results(plan_id)
     failed = plan.result is not PlanResult.SUCCESS or any(r.failed for r in rows)
     if as_json:
@@ -152,27 +160,6 @@ async def _follow(calls: AgentCalls, plan_id: str, *, as_json: bool) -> int:
             soft_wrap=True,
         )
     return 1 if failed else 0
-
-
-async def _wait_showing_progress(calls: AgentCalls, plan_id: str) -> Any:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from mcoflow.actions.jobs import wait_with_progress
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("running", total=1.0)
-
-        def update(plan: Any) -> None:
-            progress.update(task, completed=plan.progress, description=plan.state.value)
-
-        return await wait_with_progress(calls.world, plan_id, update)
 
 
 def cell(value: Any) -> str:

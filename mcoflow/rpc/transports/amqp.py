@@ -77,29 +77,22 @@ from mcoflow.rpc.transport import (
 from mcoflow.rpc.transports.amqp_acks import ChannelAcks
 from mcoflow.rpc.transports.amqp_connection import DeliveryCallback, McoflowConnection, consume
 from mcoflow.rpc.transports.amqp_nodes import node_urls
+from mcoflow.rpc.transports.amqp_topology import (
+    BROADCAST_EXCHANGE,
+    DIRECT_EXCHANGE,
+    EPOCH_EXCHANGE,
+    EXCHANGES,
+    epoch_marker_exists,
+    host_queue_name,
+    key_of,
+    message_properties,
+    request_properties,
+)
 from mcoflow.rpc.unreachable import broker_unreachable
 
-__all__ = ["AmqpTransport"]
+__all__ = ["EPOCH_EXCHANGE", "AmqpTransport", "host_queue_name"]
 
 log = logging.getLogger(__name__)
-
-BROADCAST_EXCHANGE = "mcoflow.broadcast"
-DIRECT_EXCHANGE = "mcoflow.direct"
-# non-durable: gone after a broker restart, and with it the transient requests
-EPOCH_EXCHANGE = "mcoflow.epoch"
-MAX_KEY = 255
-_EXCHANGES = {"broadcast": BROADCAST_EXCHANGE, "direct": DIRECT_EXCHANGE, "default": ""}
-
-
-def _key(*parts: str) -> str:
-    key = "/".join(parts)
-    if len(key.encode()) > MAX_KEY:
-        raise TransportError(f"AMQP routing key too long ({len(key)} > {MAX_KEY}): {key[:40]}…")
-    return key
-
-
-def host_queue_name(collective: str, identity: str) -> str:
-    return f"mcoflow.{collective}.node.{identity}"
 
 
 class _AmqpSubscription(Subscription):
@@ -227,7 +220,7 @@ class AmqpTransport(Transport):
             raise TransportError("AMQP transport is not connected")
         # Raw channels: aio-pika's robust ones would re-declare the marker on their own.
         amqp = self._connection.transport.connection
-        if await _epoch_marker_exists(amqp):
+        if await epoch_marker_exists(amqp):
             return False
         await republish()
         channel = await amqp.channel()
@@ -257,17 +250,21 @@ class AmqpTransport(Transport):
     async def _publish_broadcast(
         self, envelope: bytes, collective: str, agent: str, ttl: float | None
     ) -> None:
-        await self._publish("broadcast", _key(collective, agent), envelope, _request(ttl))
+        await self._publish(
+            "broadcast", key_of(collective, agent), envelope, request_properties(ttl)
+        )
 
     async def _publish_direct(
         self, envelope: bytes, collective: str, identity: str, ttl: float | None
     ) -> None:
-        await self._publish("direct", _key(collective, identity), envelope, _request(ttl))
+        await self._publish(
+            "direct", key_of(collective, identity), envelope, request_properties(ttl)
+        )
 
     async def publish_reply(self, envelope: bytes, *, reply_to: str) -> None:
         try:
             await self._publish(
-                "default", reply_to, envelope, _properties(persistent=True), mandatory=True
+                "default", reply_to, envelope, message_properties(persistent=True), mandatory=True
             )
         except DeliveryError:
             # No queue by that name: its caller is gone for good (a transient reply
@@ -298,7 +295,7 @@ class AmqpTransport(Transport):
                 # drained (with it, concurrent publishes go one per writer turn).
                 await channel.basic_publish(
                     body,
-                    exchange=_EXCHANGES[exchange],
+                    exchange=EXCHANGES[exchange],
                     routing_key=routing_key,
                     properties=properties,
                     mandatory=mandatory,
@@ -407,9 +404,9 @@ class AmqpTransport(Transport):
                 durable=True,
                 arguments=self._durable_arguments,
             )
-            await queue.bind(DIRECT_EXCHANGE, _key(collective, identity))
+            await queue.bind(DIRECT_EXCHANGE, key_of(collective, identity))
             for agent in dict.fromkeys(agents):
-                await queue.bind(BROADCAST_EXCHANGE, _key(collective, agent))
+                await queue.bind(BROADCAST_EXCHANGE, key_of(collective, agent))
             tag = await consume(queue, self._callback(handler))
         subscription = _AmqpSubscription(self, queue, tag)
         self._subscriptions.add(subscription)
@@ -436,28 +433,3 @@ class AmqpTransport(Transport):
     async def forget_host(self, *, identity: str, collective: str) -> None:
         async with self._setup_channel() as channel:
             await channel.queue_delete(host_queue_name(collective, identity))
-
-
-async def _epoch_marker_exists(amqp: aiormq.abc.AbstractConnection) -> bool:
-    channel = await amqp.channel()
-    try:
-        await channel.exchange_declare(EPOCH_EXCHANGE, exchange_type="fanout", passive=True)
-    except aiormq.exceptions.ChannelNotFoundEntity:
-        return False  # gone with a restart, or never made (this also closed the channel)
-    await channel.close()
-    return True
-
-
-def _request(ttl: float | None) -> aiormq.spec.Basic.Properties:
-    # properties built directly: an aio_pika.Message per publish only to read these
-    # back cost a few per cent of a busy agent's or client's CPU
-    expiration = str(int(max(ttl, 0.001) * 1000)) if ttl is not None else None
-    return _properties(persistent=False, expiration=expiration)
-
-
-def _properties(*, persistent: bool, expiration: str | None = None) -> aiormq.spec.Basic.Properties:
-    return aiormq.spec.Basic.Properties(
-        content_type="application/json",
-        delivery_mode=2 if persistent else 1,
-        expiration=expiration,
-    )
