@@ -2,6 +2,7 @@
 
     python benchmarks/rpc.py --transport amqp|nats|memory [--json] [--hosts 1000,10000]
     python benchmarks/rpc.py --transport amqp|nats --agent-footprint [--json]
+    python benchmarks/rpc.py --transport mcollective [--json]   # see rpc_mcollective.py
 
 Figures: mcoflow round trips per second for one client and one agent (``rpcutil.ping``
 to one named host), sequential and with 100 requests in flight; the time an agent
@@ -426,7 +427,9 @@ def print_figures(rows: list[Figure], args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--transport", choices=sorted(DEFAULT_URLS), default="memory")
+    parser.add_argument(
+        "--transport", choices=[*sorted(DEFAULT_URLS), "mcollective"], default="memory"
+    )
     parser.add_argument("--url", help="broker URL (default: the test servers)")
     parser.add_argument("--json", action="store_true", help="one JSON object per figure")
     parser.add_argument("--sequential", type=int, default=500, help="sequential round trips")
@@ -450,6 +453,12 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--keydir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--collective", help=argparse.SUPPRESS)
+    transport = argparse.ArgumentParser(add_help=False)
+    transport.add_argument("--transport")
+    if transport.parse_known_args()[0].transport == "mcollective":  # options of its own
+        import rpc_mcollective
+
+        sys.exit(rpc_mcollective.main(sys.argv[1:]))
     args = parser.parse_args()
     if args.agent_footprint and args.transport == "memory":
         parser.error("--agent-footprint measures an agent process: --transport amqp or nats")

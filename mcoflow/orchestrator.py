@@ -29,6 +29,7 @@ from mcoflow.recurring.scheduler import Scheduler
 from mcoflow.rpc.client import RpcClient
 from mcoflow.rpc.cluster import ClusterOptions
 from mcoflow.rpc.key_files import FileSigner
+from mcoflow.rpc.mcollective.options import McollectiveOptions
 from mcoflow.rpc.security import generate_keypair
 from mcoflow.rpc.tls import TlsOptions
 from mcoflow.rpc.transport import Transport
@@ -148,6 +149,7 @@ async def build_orchestrator(
         settings.transport_url,
         tls=TlsOptions.from_settings(settings),
         cluster=ClusterOptions.from_settings(settings),
+        mcollective=McollectiveOptions.from_settings(settings),
     )
     router = ReplyRouter(store)
     client = RpcClient(
@@ -207,7 +209,9 @@ async def build_orchestrator(
                 )
             )
     world = World(store, executor)
-    scheduler = Scheduler(Jobs(world, check_hosts=not settings.allow_unknown_hosts))
+    scheduler = Scheduler(
+        Jobs(world, check_hosts=not settings.allow_unknown_hosts, transport=type(transport))
+    )
     return Orchestrator(
         settings, store, world, executor, transport, client, router, agents, scheduler=scheduler
     )

@@ -88,6 +88,17 @@ class Settings(BaseModel):
         description="classic or quorum: the type of the durable RabbitMQ queues (hosts', "
         "replies'); quorum on a cluster",
     )
+    mcollective_psk: SecretStr | None = Field(
+        None,
+        description="stomp+mcollective:// only: the nodes' plugin.psk (the psk security "
+        "scheme signs every request and reply with it)",
+    )
+    mcollective_callerid: str = Field(
+        "",
+        pattern=r"^(\w+=[\w.-]+)?$",
+        description="stomp+mcollective:// only: the caller id the nodes see and authorize "
+        "(kind=name, e.g. user=deploy); unset: uid=<this process's uid>, as mco sends",
+    )
     collective: str = "mcoflow"
     keys_dir: Path = Path(".mcoflow/keys")
     state_dir: Path = Field(Path(".mcoflow"), description="agent journals of the embedded default")

@@ -31,10 +31,12 @@ from mcoflow.actions.agent_interfaces import (
 from mcoflow.actions.fleet import FleetJob, host_results
 from mcoflow.actions.inventory import matching_hosts
 from mcoflow.actions.jobs import Jobs
+from mcoflow.actions.undescribed import own_action, own_agents, undeclared_inputs
 from mcoflow.engine import Event, EventKind, Plan, PlanResult, PlanState
 from mcoflow.engine.child_status import status_of
 from mcoflow.engine.store.interfaces import AgentInterfaceRecord, CallStep
 from mcoflow.job_request import JobInputError, parse_hosts
+from mcoflow.rpc.messages import StatusCode
 
 INTERFACES_AGENT, INTERFACES_ACTION = "rpcutil", "agent_interfaces"
 FETCH_TIMEOUT = 10.0
@@ -81,6 +83,10 @@ class NoHostToAsk(InterfacesUnavailable):
     """No host of the inventory to ask for its agents' interfaces (discover first)."""
 
 
+class CannotDescribe(InterfacesUnavailable):
+    """The host has no ``rpcutil.agent_interfaces`` (an MCollective node)."""
+
+
 @dataclass(frozen=True)
 class CallResult:
     """One host's outcome of an agent call: its plan's state and result, the reply's data
@@ -124,8 +130,10 @@ class AgentCalls:
     # ---- interfaces ---------------------------------------------------------------
 
     async def known(self) -> dict[str, AgentSpec]:
-        """The cached interfaces by agent (those that read back malformed are left out)."""
-        agents = {}
+        """The cached interfaces by agent (those that read back malformed are left out);
+        where the hosts cannot describe their agents, mcoflow's own package, service and
+        rpcutil interfaces stand in for theirs."""
+        agents = {} if self.jobs.transport.describes_agents else dict(own_agents())
         for record in await self.world.store.list_agent_interfaces():
             try:
                 agents[record.agent] = AgentSpec.from_description(record.agent, record.interface)
@@ -140,6 +148,12 @@ class AgentCalls:
     async def fetch(self, host: str | None = None, *, by: str = "system") -> dict[str, AgentSpec]:
         """Ask ``host`` (else a host of the inventory) for its agents' interfaces, through
         a plan, and cache them. InterfacesUnavailable when that cannot be done."""
+        if not self.jobs.transport.describes_agents:
+            raise CannotDescribe(
+                "MCollective nodes cannot describe their agents (their rpcutil has no "
+                "agent_interfaces): the package, service and rpcutil actions are checked "
+                "against mcoflow's own interfaces, any other action by the nodes' DDL"
+            )
         if host is None:
             host = await self._serving_host(None, [], None)
         if not await self.world.executors():
@@ -161,7 +175,8 @@ class AgentCalls:
             if done.state is PlanState.PAUSED:
                 await self.world.cancel(plan.id, by=by)  # nothing for an operator to resume
             why = (steps[0].error or {}).get("message") if steps else None
-            raise InterfacesUnavailable(
+            unavailable = CannotDescribe if _unknown_action(steps) else InterfacesUnavailable
+            raise unavailable(
                 f"{host} did not send its agents' interfaces: {why or done.error or 'no reply'}"
             )
         return await self._cache(host, reply.get("agents"))
@@ -205,15 +220,23 @@ class AgentCalls:
         hosts: Sequence[str] = (),
         filter: str | None = None,
         by: str = "system",
-    ) -> ActionSpec:
+    ) -> ActionSpec | None:
         """The declared action from the cache; fetched from a target host when the
-        agent or the action is not cached (the cache may be older than the agents)."""
+        agent or the action is not cached (the cache may be older than the agents).
+        Where the hosts cannot describe their agents (MCollective nodes): mcoflow's own
+        interface of the action, else None (the node checks the inputs itself)."""
         known = await self.known()
         with contextlib.suppress(JobInputError):  # not cached: ask a host below
             return find_action(known, agent, action)
+        if not self.jobs.transport.describes_agents:
+            return own_action(agent, action)
         names = parse_hosts(hosts)
         host = await self._serving_host(agent, names, await self.jobs.parse_filter(filter))
-        return find_action(await self.fetch(host, by=by), agent, action)
+        try:
+            fetched = await self.fetch(host, by=by)
+        except CannotDescribe:
+            return own_action(agent, action)
+        return find_action(fetched, agent, action)
 
     # ---- calls --------------------------------------------------------------------
 
@@ -241,10 +264,15 @@ class AgentCalls:
             raise JobInputError("hosts", "name at least one host, or give a filter")
         if names and (filter or "").strip():
             raise JobInputError("filter", "give host names or a filter, not both")
-        await self.jobs.parse_filter(filter)  # a bad filter is the operator's to fix first
+        await self.jobs.target_filter(filter)  # a bad filter is the operator's to fix first
         spec = await self.action_spec(agent, action, hosts=names, filter=filter, by=by)
-        data = check_inputs(spec, inputs, as_text=as_text)
-        call = ReadOnlyAgentCall if spec.read_only else AgentCall
+        if spec is None:
+            # nothing known of the action: it may change the host, so no read-only retries
+            data, call, what = undeclared_inputs(inputs), AgentCall, f"{agent}.{action}"
+        else:
+            data = check_inputs(spec, inputs, as_text=as_text)
+            call = ReadOnlyAgentCall if spec.read_only else AgentCall
+            what = spec.full_name
         return await self.jobs.start_on_hosts(
             call,
             {"agent": agent, "action": action, "data": data},
@@ -254,7 +282,7 @@ class AgentCalls:
             batch_size=batch_size,
             max_failures=max_failures,
             timeout=timeout,
-            what=spec.full_name,
+            what=what,
             by=by,
         )
 
@@ -284,6 +312,15 @@ class AgentCalls:
                 )
             )
         return rows
+
+
+def _unknown_action(steps: list[CallStep]) -> bool:
+    """The host does not know the action: "unknown action", or (asked with no inputs, so
+    none can be wrong) "invalid data", which MCollective answers for an action its DDL
+    does not declare."""
+    reply = (steps[0].data or {}).get("reply") if steps else None
+    code = reply.get("statuscode") if isinstance(reply, Mapping) else None
+    return code in (StatusCode.UNKNOWN_ACTION, StatusCode.INVALID_DATA)
 
 
 def _reply_data(step: CallStep | None) -> Mapping[str, Any]:

@@ -13,13 +13,13 @@ from typing import Any
 from mcoflow.actions.inventory import sighting
 from mcoflow.actions.remote import RPC_DESTINATION, parse_request_id, reply_payload
 from mcoflow.engine import EventKind, Store
-from mcoflow.engine.executor import TRICKLE
+from mcoflow.engine.executor import TRICKLE, Undeliverable
 from mcoflow.engine.records import NewEvent
 from mcoflow.engine.store import HostSighting
 from mcoflow.engine.store.reconnect import is_unreachable
 from mcoflow.rpc.client import RpcClient
 from mcoflow.rpc.filters import Filter
-from mcoflow.rpc.messages import Reply
+from mcoflow.rpc.messages import MessageError, Reply
 from mcoflow.rpc.transport import Transport
 
 log = logging.getLogger("mcoflow.bridge")
@@ -35,15 +35,20 @@ class RpcPublisher:
         if destination != RPC_DESTINATION:
             raise ValueError(f"no publisher for outbox destination {destination!r}")
         flt = Filter.model_validate(message["filter"]) if message.get("filter") else None
-        request = self.client.build(
-            message["agent"],
-            message["action"],
-            message.get("data") or {},
-            filter=flt,
-            ttl=float(message.get("ttl") or 60.0),
-            id=message["id"],
-        )
-        await self.client.send(request, message.get("identities"))
+        try:
+            request = self.client.build(
+                message["agent"],
+                message["action"],
+                message.get("data") or {},
+                filter=flt,
+                ttl=float(message.get("ttl") or 60.0),
+                id=message["id"],
+            )
+            await self.client.send(request, message.get("identities"))
+        except MessageError as exc:
+            # the same request fails the same way every time (e.g. a filter the hosts'
+            # protocol cannot carry): retrying it would only fill the log
+            raise Undeliverable(str(exc)) from exc
 
 
 class LostRequests:

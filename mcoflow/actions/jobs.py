@@ -17,6 +17,7 @@ from mcoflow.engine.store import HostRecord
 from mcoflow.job_request import JobInputError, JobKind, JobRequest, host_count, parse_hosts
 from mcoflow.rpc.filters import Filter, FilterError
 from mcoflow.rpc.targeting import group_names, parse
+from mcoflow.rpc.transport import Transport
 
 __all__ = [
     "JobLaunch",
@@ -83,9 +84,25 @@ def job_input_error(exc: InputError) -> JobInputError:
 class Jobs:
     """The one way jobs get started; the web and the CLI both use it."""
 
-    def __init__(self, world: World, *, check_hosts: bool = True) -> None:
+    def __init__(
+        self,
+        world: World,
+        *,
+        check_hosts: bool = True,
+        transport: type[Transport] | None = None,
+    ) -> None:
+        """``transport``: the kind of transport the jobs go out on, for what its hosts
+        can do (filters they apply, interfaces they describe); default: the configured
+        one (the settings' transport_url)."""
         self.world = world
         self.check_hosts = check_hosts
+        self._transport = transport
+
+    @property
+    def transport(self) -> type[Transport]:
+        if self._transport is None:
+            self._transport = configured_transport()
+        return self._transport
 
     async def known_hosts(self) -> set[str]:
         """Every host of the inventory: seen by a discovery or answering a request."""
@@ -101,6 +118,17 @@ class Jobs:
         if text and group_names(text):
             groups = {g.name: g.filter for g in await self.world.store.list_groups()}
         return parse_filter(text, field=field, groups=groups)
+
+    async def target_filter(self, text: str | None, *, field: str = "filter") -> Filter | None:
+        """``parse_filter``, refusing what the hosts cannot apply (a compound filter on
+        MCollective nodes) before anything is started or published."""
+        flt = await self.parse_filter(text, field=field)
+        if flt is not None:
+            try:
+                self.transport.check_filter(flt)
+            except FilterError as exc:
+                raise JobInputError(field, str(exc)) from None
+        return flt
 
     async def _refuse_never_seen(self, names: list[str]) -> None:
         unknown = await self.world.store.never_seen(names)
@@ -229,7 +257,7 @@ class Jobs:
         return JobLaunch(FleetJob, args, window)
 
     async def _target(self, names: list[str], text: str | None) -> Filter | None:
-        flt = await self.parse_filter(text)
+        flt = await self.target_filter(text)
         if not names and flt is None:
             raise JobInputError("hosts", "name at least one host, or give a filter")
         if names and flt is not None:
@@ -252,7 +280,7 @@ class Jobs:
 
     async def discover(self, filter: str | None = None, *, timeout: float = 2.0) -> list[str]:
         """Run a discovery plan (the executor owns the broker) and return its hosts."""
-        flt = await self.parse_filter(filter)
+        flt = await self.target_filter(filter)
         plan = await self.world.trigger(
             Discover,
             filter=filter_json(flt),
@@ -266,6 +294,18 @@ class Jobs:
             raise RuntimeError(f"discovery {done.id} ended {done.result.value}: {done.error}")
         step = next(s for s in await self.world.steps(plan.id) if s.action == Discover.name)
         return list((step.output or {}).get("hosts", []))
+
+
+def configured_transport() -> type[Transport]:
+    """The kind of transport the settings name (the base Transport, which refuses no
+    filter, when the settings cannot be read: starting the job reports that)."""
+    from mcoflow.rpc.transports import transport_class
+    from mcoflow.settings import SettingsError, load_settings
+
+    try:
+        return transport_class(load_settings().transport_url)
+    except (SettingsError, ValueError):
+        return Transport
 
 
 def _is_fleet(names: list[str], flt: Filter | None, limits: tuple[object, ...]) -> bool:

@@ -49,6 +49,14 @@ class Install(RemoteAction):
             data["version"] = self.input.version
         return data
 
+    def on_reply(self, data: dict[str, Any]) -> None:
+        if data.get("unchanged") and int(self.data.get("sends", 1)) > 1:
+            # "already installed" after a request sent again, to a host that keeps no
+            # journal (MCollective): the earlier send may have been what installed it, so
+            # count it as a change (a needless restart is harmless; a missed one is not)
+            data = {**data, "changed": True}
+        super().on_reply(data)
+
 
 class Uninstall(Install):
     name = "mcoflow.uninstall"

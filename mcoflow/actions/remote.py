@@ -137,6 +137,9 @@ class RemoteAction(Action):
             attempt += 1
             self.data["answered"] = False
         self.data["attempt"] = attempt
+        # how often this step sent a request: a host without a journal (MCollective) runs
+        # a request sent again, and its answer then cannot tell what the first one did
+        self.data["sends"] = int(self.data.get("sends", 0)) + 1
         rid = request_id(self.plan_id, self.step_id, attempt)
         self.data["request_id"] = rid
         timeout = self.timeout()

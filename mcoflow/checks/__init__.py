@@ -110,13 +110,17 @@ class Checklist:
         """Run each area's checks; the first area with a failure ends the run. The exit
         status (see ``finish``). The libraries' log lines are silenced: a check's own line
         says what went wrong, once."""
+        silenced = logging.root.manager.disable
         logging.disable(logging.CRITICAL)
-        for index, (area, probes) in enumerate(plan):
-            for name, probe in probes:
-                await self.run(area, name, probe)
-            if self.failure is not None:
-                return self.finish(tuple(later for later, _ in plan[index + 1 :]))
-        return self.finish()
+        try:
+            for index, (area, probes) in enumerate(plan):
+                for name, probe in probes:
+                    await self.run(area, name, probe)
+                if self.failure is not None:
+                    return self.finish(tuple(later for later, _ in plan[index + 1 :]))
+            return self.finish()
+        finally:
+            logging.disable(silenced)  # as it was: the caller may not be a one-off command
 
     def finish(self, not_reached: tuple[Area, ...] = ()) -> int:
         """The exit status; a failure is repeated on stderr with what was not checked."""
@@ -143,8 +147,11 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(said)
 
 
-def check_transport_url(setting: str, url: str, tls: BrokerTlsSettings) -> str:
-    """The broker URL names a transport a separate process can use (not ``memory://``),
+def check_transport_url(
+    setting: str, url: str, tls: BrokerTlsSettings, *, agent: bool = False
+) -> str:
+    """The broker URL names a transport a separate process can use (not ``memory://``;
+    for mcoflow's ``agent`` not an MCollective collective, whose hosts run mcollectived),
     and its TLS settings load."""
     from mcoflow.rpc.tls import TlsError, TlsOptions, uses_tls
     from mcoflow.rpc.transports import transport_from_url
@@ -154,6 +161,12 @@ def check_transport_url(setting: str, url: str, tls: BrokerTlsSettings) -> str:
         raise Problem(
             f"{setting}: {url} is the in-process broker of `mcoflow serve`; a separate "
             "process needs amqp(s):// (RabbitMQ) or nats:// / tls:// (NATS)"
+            + ("" if agent else ", or stomp+mcollective:// (existing MCollective nodes)")
+        )
+    if agent and is_mcollective_url(url):
+        raise Problem(
+            f"{setting}: mcoflow's agent does not run on an MCollective collective (its "
+            "hosts run mcollectived): use amqp(s):// or nats://"
         )
     try:
         options = TlsOptions.from_settings(tls)
@@ -198,6 +211,16 @@ def trusted_keys(setting: str, directory: Path, missing: str) -> frozenset[str]:
     return names
 
 
+def is_mcollective_url(url: str) -> bool:
+    """``stomp+mcollective://…``: existing MCollective nodes, not mcoflow's agents."""
+    from urllib.parse import urlsplit
+
+    from mcoflow.rpc.cluster import server_urls
+    from mcoflow.rpc.transports.mcollective import MCOLLECTIVE_SCHEMES
+
+    return urlsplit(server_urls(url)[0]).scheme.lower() in MCOLLECTIVE_SCHEMES
+
+
 async def broker_answers(setting: str, url: str, tls: BrokerTlsSettings) -> str:
     """Connect to the broker as the process would, then close."""
     import asyncio
@@ -208,7 +231,7 @@ async def broker_answers(setting: str, url: str, tls: BrokerTlsSettings) -> str:
     from mcoflow.rpc.unreachable import broker_unreachable, safe_url
 
     transport = transport_from_url(url, tls=TlsOptions.from_settings(tls))
-    server = "RabbitMQ" if url.lower().startswith("amqp") else "the NATS server"
+    server = "RabbitMQ" if url.lower().startswith(("amqp", "stomp")) else "the NATS server"
     try:
         async with asyncio.timeout(ANSWER_TIMEOUT):
             await transport.connect()

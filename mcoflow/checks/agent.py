@@ -35,7 +35,10 @@ def check_agent(config: Path | None) -> int:
         (
             Area.SETTINGS,
             (
-                ("broker_url", lambda: check_transport_url("broker_url", url, settings)),
+                (
+                    "broker_url",
+                    lambda: check_transport_url("broker_url", url, settings, agent=True),
+                ),
                 ("agents", lambda: _agents(settings)),
                 ("policy_file", lambda: _policy(settings)),
                 ("facts", lambda: _facts(settings)),

@@ -15,6 +15,7 @@ from mcoflow.checks import (
     Problem,
     broker_answers,
     check_transport_url,
+    is_mcollective_url,
     private_key,
     trusted_keys,
 )
@@ -33,11 +34,13 @@ def check_executor(overrides: dict[str, Any], imports: list[str]) -> int:
     if settings is None:
         return checklist.finish((Area.KEYS, Area.BROKER, Area.DATABASE))
     url = settings.transport_url
+    mcollective = _is_mcollective(url)
     plan = (
         (
             Area.SETTINGS,
             (
                 ("transport_url", lambda: check_transport_url("transport_url", url, settings)),
+                *((("mcollective_psk", lambda: _psk(settings)),) if mcollective else ()),
                 ("database_url", lambda: _database_url(settings.database_url)),
                 ("imports", lambda: _imports([*settings.imports, *imports])),
             ),
@@ -46,13 +49,34 @@ def check_executor(overrides: dict[str, Any], imports: list[str]) -> int:
             Area.KEYS,
             (
                 ("caller key", lambda: _caller_key(settings)),
-                ("host keys", lambda: _hosts(settings)),
+                ("host keys", lambda: _NO_HOST_KEYS if mcollective else _hosts(settings)),
             ),
         ),
         (Area.BROKER, (("broker", lambda: broker_answers("transport_url", url, settings)),)),
         (Area.DATABASE, (("database", lambda: _database(settings.database_url)),)),
     )
     return asyncio.run(checklist.areas(plan))
+
+
+_NO_HOST_KEYS = "not used: MCollective nodes sign their replies with mcollective_psk"
+
+
+def _is_mcollective(url: str) -> bool:
+    try:
+        return is_mcollective_url(url)
+    except ValueError:  # the transport_url check says what is wrong
+        return False
+
+
+def _psk(settings: Settings) -> str:
+    """MCollective nodes drop a request whose digest was not made with their plugin.psk."""
+    psk = settings.mcollective_psk
+    if psk is None or not psk.get_secret_value():
+        raise Problem(
+            "mcollective_psk: not set; stomp+mcollective:// needs the nodes' plugin.psk "
+            "(MCOFLOW_MCOLLECTIVE_PSK or mcollective_psk in the config file)"
+        )
+    return "set (the nodes' plugin.psk)"
 
 
 def _load(overrides: dict[str, Any]) -> tuple[Settings, str]:

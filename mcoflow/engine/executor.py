@@ -33,6 +33,12 @@ TRICKLE = 32
 log = logging.getLogger("mcoflow.executor")
 
 
+class Undeliverable(Exception):
+    """Raised by a publisher for a message no retry can send (it cannot be encoded for
+    the hosts): the message is given up at once; the step waiting for its answer times
+    out. Any other exception is retried."""
+
+
 class OutboxPublisher(Protocol):
     """Where committed outbox messages go (the broker, once the RPC bridge plugs in)."""
 
@@ -399,16 +405,25 @@ class Executor:
             # concurrently: brokers pipeline publisher confirms
             results = await asyncio.gather(*(send(m) for m in messages), return_exceptions=True)
             sent = [r for r in results if isinstance(r, int)]
-            failed = [
-                m.id for m, r in zip(messages, results, strict=True) if isinstance(r, BaseException)
+            errors = [
+                (m.id, r)
+                for m, r in zip(messages, results, strict=True)
+                if isinstance(r, BaseException)
             ]
+            for message_id, why in errors:
+                if isinstance(why, Undeliverable):
+                    log.error("outbox message %d cannot be sent, given up: %s", message_id, why)
+                    sent.append(message_id)  # marked published: not tried again
+            failed = [(i, r) for i, r in errors if not isinstance(r, Undeliverable)]
             if failed:
                 now = time.time()
-                first = next(r for r in results if isinstance(r, BaseException))
                 log.error(
-                    "publishing %d outbox messages failed (will retry): %s", len(failed), first
+                    "publishing %d outbox messages failed (will retry): %s",
+                    len(failed),
+                    failed[0][1],
                 )
-                await self.store.link.retry(partial(self.store.mark_publish_failed, failed, now))
+                ids = [i for i, _ in failed]
+                await self.store.link.retry(partial(self.store.mark_publish_failed, ids, now))
             # published: not marked, they would go out again when their lease ends
             await self.store.link.retry(partial(self.store.mark_published, sent))
             if len(messages) == self.outbox_batch_size:

@@ -14,11 +14,11 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from mcoflow.rpc.envelope import open_replies, seal
 from mcoflow.rpc.filters import Filter
 from mcoflow.rpc.messages import MessageError, Reply, Request, build_request
-from mcoflow.rpc.security import SecurityError, Signer, UntrustedKey, Verifier
+from mcoflow.rpc.security import SecurityError, Signer, Verifier
 from mcoflow.rpc.transport import Subscription, Transport
+from mcoflow.rpc.wire import SignedWire
 
 __all__ = ["ReplyCallback", "RpcClient"]
 
@@ -44,7 +44,9 @@ class RpcClient:
     ) -> None:
         """``verifier`` holds the hosts' public keys; None accepts unverified replies
         and is meant only for the in-process embedded setup. ``refresh_trust`` is called
-        when no trusted key verifies a reply; True (the keys changed): check it again."""
+        when no trusted key verifies a reply; True (the keys changed): check it again.
+        The transport may bring a wire of its own (another system's protocol), which then
+        seals the requests and opens the replies instead."""
         caller = caller or signer.name
         if caller != signer.name:
             raise ValueError(f"caller {caller!r} must be the signing key's name {signer.name!r}")
@@ -58,7 +60,7 @@ class RpcClient:
         self.on_reply = on_reply
         self.transient_replies = transient_replies
         self.rejected_replies = 0
-        self._refresh_trust = refresh_trust
+        self.wire = transport.client_wire(SignedWire(signer, verifier, refresh_trust))
         self._subscription: Subscription | None = None
         self._start_lock = asyncio.Lock()
 
@@ -90,7 +92,7 @@ class RpcClient:
     async def _on_envelope(self, envelope: bytes) -> None:
         try:
             # One reply, or a batch of them from a process answering for many hosts.
-            replies = self._open(envelope)
+            replies = self.wire.open(envelope)
         except (SecurityError, MessageError) as exc:
             self.rejected_replies += 1
             log.warning("reply refused: %s", exc)
@@ -112,15 +114,6 @@ class RpcClient:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-
-    def _open(self, envelope: bytes) -> list[Reply]:
-        try:
-            return open_replies(envelope, self.verifier)
-        except UntrustedKey:
-            # a host whose key was added to the trusted ones since the start: look again
-            if self._refresh_trust is None or not self._refresh_trust():
-                raise
-            return open_replies(envelope, self.verifier)
 
     def build(
         self,
@@ -150,7 +143,7 @@ class RpcClient:
 
         Fire and forget: if the broker loses it (a restart), the caller publishes again
         (the engine's outbox does)."""
-        await self._publish(request, seal(request, self.signer), identities)
+        await self._publish(request, self.wire.seal(request), identities)
 
     async def _publish(
         self, request: Request, envelope: bytes, identities: Sequence[str] | None
@@ -158,7 +151,7 @@ class RpcClient:
         await self.transport.publish_request(
             envelope,
             collective=request.collective,
-            agent=request.agent,
+            agent=self.wire.route_agent(request),
             identities=identities,
             ttl=request.ttl,
         )

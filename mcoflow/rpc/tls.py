@@ -32,7 +32,7 @@ __all__ = [
     "uses_tls",
 ]
 
-TLS_SCHEMES = frozenset({"amqps", "tls"})
+TLS_SCHEMES = frozenset({"amqps", "tls", "stomp+ssl+mcollective"})
 _DEFAULT_PORTS = {"amqp": 5672, "nats": 4222}
 
 

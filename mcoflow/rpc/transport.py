@@ -15,7 +15,11 @@ import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from mcoflow.rpc.filters import Filter
+    from mcoflow.rpc.wire import Wire
 
 __all__ = [
     "Handler",
@@ -42,6 +46,15 @@ class Subscription(ABC):
 
 
 class Transport(ABC):
+    # the hosts answer ``rpcutil.agent_interfaces`` (mcoflow's agent does; mcollectived not)
+    describes_agents: ClassVar[bool] = True
+
+    @classmethod
+    def check_filter(cls, filter: Filter) -> None:
+        """Refuse (FilterError, naming it) a filter the hosts behind this transport
+        cannot apply, before a job using it is started."""
+        return None  # mcoflow's agents apply every filter
+
     @abstractmethod
     async def connect(self) -> None: ...
 
@@ -106,6 +119,11 @@ class Transport(ABC):
         the same ``reply_to`` share them as competing consumers. ``transient=True``
         (a one-off CLI call) is dropped with the subscription.
         """
+
+    def client_wire(self, signed: Wire) -> Wire:
+        """The wire a client on this transport seals and opens messages with: mcoflow's
+        own ``signed`` one, unless the transport speaks another system's protocol."""
+        return signed
 
     def on_reconnect(self, listener: ReconnectListener) -> Callable[[], None]:
         """Call ``listener`` after each reconnection to the broker, when requests it had

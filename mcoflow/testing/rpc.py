@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict
 
 from mcoflow.job_request import JobInputError, host_count
 from mcoflow.rpc.client import RpcClient
-from mcoflow.rpc.envelope import seal
 from mcoflow.rpc.filters import Filter
 from mcoflow.rpc.messages import MessageError, Reply, Request, StatusCode
 from mcoflow.rpc.security import Signer
@@ -223,7 +222,7 @@ class DirectClient(RpcClient):
         failure = None
         try:
             async with asyncio.timeout(wait):
-                pending.envelope = seal(request, self.signer)
+                pending.envelope = self.wire.seal(request)
                 await self._publish(request, pending.envelope, identities)
                 await pending.done.wait()
         except TimeoutError:

@@ -132,7 +132,11 @@ def agent_calls(request: Request) -> AgentCalls:
     if jobs is None:
         raise HTTPException(503, "this server has no job service (no broker configured)")
     if not isinstance(jobs, Jobs):  # another JobsPort: calls go through the same world
-        jobs = Jobs(request.app.state.world, check_hosts=getattr(jobs, "check_hosts", True))
+        jobs = Jobs(
+            request.app.state.world,
+            check_hosts=getattr(jobs, "check_hosts", True),
+            transport=getattr(jobs, "transport", None),
+        )
     return AgentCalls(jobs)
 
 

@@ -141,11 +141,13 @@ def create_app(
     auth: AuthSettings,
     jobs: JobsPort | None = None,
     broker_state: Callable[[], str] | None = None,
+    dropped_replies: Callable[[], Mapping[str, int]] | None = None,
     sse_interval: float = 0.5,
     trusted_proxies: Iterable[str] = (),
 ) -> FastAPI:
     """The whole web app. ``auth.enabled=False`` only for the embedded default on
-    loopback (``AuthSettings.loopback()``); ``broker_state`` reports the broker link;
+    loopback (``AuthSettings.loopback()``); ``broker_state`` reports the broker link,
+    ``dropped_replies`` the replies the transport refused, by reason (MCollective's);
     ``trusted_proxies`` (addresses, networks) may say the scheme, client and Host."""
     app = FastAPI(
         title="mcoflow",
@@ -159,6 +161,7 @@ def create_app(
     app.state.auth = auth
     app.state.jobs = jobs
     app.state.broker_state = broker_state
+    app.state.dropped_replies = dropped_replies
     app.state.sse_interval = sse_interval
     app.state.closing = False  # set when the server stops: live streams end
     app.state.templates = make_templates()

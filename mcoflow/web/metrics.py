@@ -10,7 +10,7 @@ a scraper sends an API token (``Authorization: Bearer …``), as the REST API ta
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Security
@@ -28,7 +28,7 @@ from mcoflow.agent.refusals import AGENT_REGISTRY
 from mcoflow.engine import EngineStats, World
 from mcoflow.web.auth import api_user, bearer
 
-__all__ = ["metric_families", "router"]
+__all__ = ["mcollective_drops", "metric_families", "router"]
 
 
 def scraper(
@@ -50,6 +50,9 @@ async def metrics(request: Request, _: Annotated[str, Depends(scraper)]) -> Resp
     registry.register(_Snapshot(metric_families(stats, broker, now=time.time())))
     # this process's own counters (its in-process agents' refusals), not the database's
     registry.register(_Snapshot(list(AGENT_REGISTRY.collect())))
+    dropped = request.app.state.dropped_replies
+    if dropped is not None:
+        registry.register(_Snapshot([mcollective_drops(dropped())]))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -122,3 +125,16 @@ def metric_families(stats: EngineStats, broker: str | None, *, now: float) -> li
             )
         )
     return families
+
+
+def mcollective_drops(counts: Mapping[str, int]) -> Metric:
+    """This process's MCollective transport's refused replies, by reason."""
+    dropped = CounterMetricFamily(
+        "mcoflow_mcollective_replies_dropped",
+        "Replies from MCollective nodes this process refused, by reason "
+        "(bad digest: another psk or a forgery; expired: older than the request's ttl).",
+        labels=["reason"],
+    )
+    for reason, count in sorted(counts.items()):
+        dropped.add_metric([reason], count)
+    return dropped

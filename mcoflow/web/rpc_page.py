@@ -39,7 +39,11 @@ def _calls(request: Request) -> AgentCalls | None:
     if jobs is None:
         return None
     if not isinstance(jobs, Jobs):  # another JobsPort: calls go through the same world
-        jobs = Jobs(request.app.state.world, check_hosts=getattr(jobs, "check_hosts", True))
+        jobs = Jobs(
+            request.app.state.world,
+            check_hosts=getattr(jobs, "check_hosts", True),
+            transport=getattr(jobs, "transport", None),
+        )
     return AgentCalls(jobs)
 
 

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -73,9 +73,25 @@ def bind(host: str, port: int) -> socket.socket:
 
 def _schedules(orchestrator: Orchestrator, settings: Settings) -> Schedules:
     """The recurring jobs' service; one created here wakes this process's scheduler."""
-    jobs = Jobs(orchestrator.world, check_hosts=not settings.allow_unknown_hosts)
+    jobs = Jobs(
+        orchestrator.world,
+        check_hosts=not settings.allow_unknown_hosts,
+        transport=type(orchestrator.transport),
+    )
     scheduler = orchestrator.scheduler
     return Schedules(jobs, on_change=scheduler.wake if scheduler is not None else None)
+
+
+def _dropped_replies(orchestrator: Orchestrator) -> Callable[[], Mapping[str, int]] | None:
+    """The replies an MCollective transport refused, by reason (every reason, from 0)."""
+    from mcoflow.rpc.transports.mcollective import McollectiveTransport
+
+    transport = orchestrator.transport
+    if not isinstance(transport, McollectiveTransport):
+        return None
+    from mcoflow.rpc.mcollective.psk import RejectReason
+
+    return lambda: {r.value: 0 for r in RejectReason} | transport.dropped_replies()
 
 
 class WebServer:
@@ -95,13 +111,16 @@ class WebServer:
         self.listen = parse_listen(settings.listen)
         self.auth = auth if auth is not None else web_auth(settings, embedded=embedded)
         jobs: JobsPort = TemplateJobs(
-            orchestrator.world, check_hosts=not settings.allow_unknown_hosts
+            orchestrator.world,
+            check_hosts=not settings.allow_unknown_hosts,
+            transport=type(orchestrator.transport),
         )
         self.app = create_app(
             orchestrator.world,
             auth=self.auth,
             jobs=jobs,
             broker_state=orchestrator.broker_state,
+            dropped_replies=_dropped_replies(orchestrator),
             trusted_proxies=settings.trusted_proxies,
         )
         self.app.state.schedules = _schedules(orchestrator, settings)

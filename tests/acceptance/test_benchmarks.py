@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.mco_nodes import require_mcollective
 from tests.rpc_fixtures import require_amqp, require_nats
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -112,6 +113,28 @@ def test_rpc_benchmark_compares_with_the_raw_broker(transport: str, same_deliver
     assert found[f"{same_delivery} sequential + that work, % of raw"] == pytest.approx(
         100 * raw_us / (raw_us + found[MESSAGE_WORK]), rel=1e-3
     )
+
+
+@pytest.mark.rabbitmq
+def test_rpc_benchmark_against_real_mcollective_nodes() -> None:
+    require_mcollective()
+    figures = run_benchmark(
+        "rpc.py", "--transport", "mcollective", "--seconds", "1", "--inflight", "1,2",
+        "--nodes", "1,2", "--discovery-timeout", "0.5",
+    )  # fmt: skip
+    assert {f["transport"] for f in figures} == {"mcollective"}
+    assert all(f["rabbitmq"] != "unknown" and f["mcollective"] != "unknown" for f in figures)
+    found = values(figures)
+    for shape in ("1 in flight", "2 in flight"):
+        ours = found[f"mcoflow -> mcollectived echo.run, {shape}"]
+        raw = found[f"raw STOMP echo round trips, {shape}"]
+        assert ours > 0 and raw > 0
+        assert found[f"mcoflow / raw STOMP, {shape}"] == pytest.approx(100 * ours / raw, rel=1e-3)
+        assert found[f"CPU ms per round trip, mcoflow {shape}: node"] > 0
+    for count in (1, 2):
+        discovery = values(figures, n=count)
+        assert 0 < discovery[f"discover expect={count}, median of 5"] < 500  # ms
+        assert discovery["discover timeout=0.5s (mco's way)"] >= 500  # it waits it out
 
 
 @pytest.mark.postgresql

@@ -1,5 +1,7 @@
-"""MCollective's wire format (issue 19): a restricted Ruby Marshal, the psk security scheme,
-the filter Hash and STOMP 1.2 framing. The transport built on them comes later."""
+"""MCollective's side of the ``stomp+mcollective://`` transport: a restricted Ruby Marshal,
+the psk security scheme, the filter Hash, STOMP 1.2 framing and an asyncio STOMP
+connection (``connection``), and the wire that turns mcoflow's requests and replies into
+MCollective's (``wire``). The transport itself is ``mcoflow.rpc.transports.mcollective``."""
 
 from __future__ import annotations
 

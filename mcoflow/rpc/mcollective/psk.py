@@ -29,6 +29,7 @@ from mcoflow.rpc.mcollective.marshal import MarshalError, RubyKey, RubyValue, Sy
 __all__ = [
     "DEFAULT_TTL",
     "Reply",
+    "check_age",
     "Request",
     "PskRejected",
     "RejectReason",
@@ -208,14 +209,15 @@ class _Envelope:
         return self.get(name, int)
 
 
-def _check_age(msgtime: int, ttl: int, now: float | None) -> None:
+def check_age(msgtime: int, ttl: int, now: float | None) -> None:
     age = int(time.time() if now is None else now) - msgtime
     if age > ttl:
         raise PskRejected(RejectReason.EXPIRED, f"sent {age} s ago, ttl is {ttl} s")
 
 
-def decode_reply(data: bytes, *, psk: str, ttl: int, now: float | None = None) -> Reply:
-    """A node's reply, or :class:`PskRejected` (malformed, bad digest, older than ``ttl``)."""
+def decode_reply(data: bytes, *, psk: str, ttl: int | None, now: float | None = None) -> Reply:
+    """A node's reply, or :class:`PskRejected` (malformed, bad digest, older than ``ttl``;
+    ``ttl=None``: the caller checks the age once it knows which request it answers)."""
     envelope = _Envelope(data, psk)
     reply = Reply(
         requestid=envelope.text("requestid"),
@@ -224,7 +226,8 @@ def decode_reply(data: bytes, *, psk: str, ttl: int, now: float | None = None) -
         msgtime=envelope.number("msgtime"),
         body=envelope.body,
     )
-    _check_age(reply.msgtime, ttl, now)
+    if ttl is not None:
+        check_age(reply.msgtime, ttl, now)
     return reply
 
 
@@ -242,5 +245,5 @@ def decode_request(data: bytes, *, psk: str, now: float | None = None) -> Reques
         msgtime=envelope.number("msgtime"),
         body=envelope.body,
     )
-    _check_age(request.msgtime, request.ttl, now)
+    check_age(request.msgtime, request.ttl, now)
     return request
