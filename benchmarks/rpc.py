@@ -50,15 +50,14 @@ from pathlib import Path
 
 from agent_footprint import Figure, agent_footprint, bench_client
 from machine import python_work_ms
+from rpc_agents import agent_config, host_names, serve_agent, start_agent
 from rpc_raw import Child, RoundTrip, raw_round_trips
 
 from mcoflow.agent.daemon import AgentDaemon
-from mcoflow.agent.settings import AgentSettings
 from mcoflow.rpc import (
     Filter,
     Signer,
     StatusCode,
-    Transport,
     Verifier,
     build_reply,
     build_request,
@@ -76,75 +75,6 @@ DEFAULT_URLS = {
     "nats": os.environ.get("MCOFLOW_TEST_NATS_URL", "nats://127.0.0.1:4222"),
 }
 CORES = os.cpu_count() or 1
-
-
-HOST_PATTERN = "sim{n:05d}.bench"
-
-
-def host_names(count: int) -> list[str]:
-    return [HOST_PATTERN.format(n=n) for n in range(1, count + 1)]
-
-
-# -- agent side (also run as a subprocess) -------------------------------------------
-
-
-def agent_config(
-    url: str, keydir: Path, collective: str, count: int, reply_batch: int | None
-) -> AgentSettings:
-    trusted = keydir / "trusted"
-    trusted.mkdir(exist_ok=True)
-    (trusted / "bench.pub").write_bytes((keydir / "bench.pub").read_bytes())
-    return AgentSettings(
-        simulate_hosts=count,
-        simulate_pattern=HOST_PATTERN,
-        collective=collective,
-        broker_url=url,
-        key_file=keydir / "hosts.key",
-        key_name="hosts",
-        trusted_keys=trusted,
-        journal_file=keydir / f"journal-{collective}-{count}-{uuid.uuid4().hex[:6]}.sqlite",
-        agents=("rpcutil", "package", "service"),
-        fanout_name=f"bench-fanout-{uuid.uuid4().hex[:8]}",
-        reply_batch=reply_batch,
-    )
-
-
-async def start_agent(
-    config: AgentSettings, transport: Transport | None = None
-) -> tuple[AgentDaemon, float]:
-    daemon = AgentDaemon(config, transport=transport)
-    started = time.perf_counter()
-    await daemon.start()
-    return daemon, time.perf_counter() - started
-
-
-async def forget_hosts(transport: Transport, collective: str, names: list[str]) -> None:
-    """Delete the simulated hosts' queues / durable consumers (they are durable)."""
-    semaphore = asyncio.Semaphore(64)
-
-    async def one(identity: str) -> None:
-        async with semaphore:
-            with contextlib.suppress(Exception):
-                await transport.forget_host(identity=identity, collective=collective)
-
-    await asyncio.gather(*(one(i) for i in names))
-
-
-async def serve_agent(
-    url: str, keydir: Path, collective: str, count: int, reply_batch: int | None
-) -> None:
-    config = agent_config(url, keydir, collective, count, reply_batch)
-    transport = transport_from_url(url)
-    await transport.connect()
-    daemon, startup = await start_agent(config, transport)
-    print(f"ready {startup:.3f}", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    await daemon.stop(grace=5)
-    names = list(daemon.hosts)
-    if len(names) > 1:
-        names.append(config.fanout_name)
-    await forget_hosts(transport, collective, names)
-    await transport.close()
 
 
 # -- measurements -----------------------------------------------------------------------
