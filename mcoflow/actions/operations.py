@@ -10,6 +10,12 @@ from pydantic import BaseModel, Field
 from mcoflow.actions.remote import RemoteAction
 from mcoflow.engine import Action
 from mcoflow.job_request import HostName, JobKind, Name
+from mcoflow.rpc.messages import Reply, StatusCode
+
+# The answers of MCollective's package agent (mcollective-package-agent) when it finds
+# nothing to do: it raises them, which MCollective answers with status 5 (1 where wrapped)
+NOTHING_TO_DO = frozenset({"Package is already installed", "Package is not present on the system"})
+NOTHING_TO_DO_CODES = frozenset({StatusCode.ABORTED, StatusCode.UNKNOWN_ERROR})
 
 
 class PackageOutput(BaseModel):
@@ -49,12 +55,23 @@ class Install(RemoteAction):
             data["version"] = self.input.version
         return data
 
+    def settled_failure(self, reply: Reply) -> dict[str, Any] | None:
+        # MCollective's package agent fails what it finds nothing to do for; done here
+        message = reply.statusmsg.strip()
+        if reply.statuscode in NOTHING_TO_DO_CODES and message in NOTHING_TO_DO:
+            return {**reply.data, "changed": False, "unchanged": message}
+        return None
+
     def on_reply(self, data: dict[str, Any]) -> None:
+        # MCollective's package agent: nil outputs (its DDL's default) and no "changed",
+        # which its success of install/uninstall/update means
+        data = {key: value for key, value in data.items() if value is not None}
+        data.setdefault("changed", True)
         if data.get("unchanged") and int(self.data.get("sends", 1)) > 1:
-            # "already installed" after a request sent again, to a host that keeps no
-            # journal (MCollective): the earlier send may have been what installed it, so
-            # count it as a change (a needless restart is harmless; a missed one is not)
-            data = {**data, "changed": True}
+            # "nothing to do" after a request sent again, to a host that keeps no journal
+            # (MCollective): the earlier send may have been what did it, so count it as a
+            # change (a needless restart is harmless; a missed one is not)
+            data["changed"] = True
         super().on_reply(data)
 
 

@@ -90,6 +90,11 @@ class RemoteAction(Action):
         """Turn a successful reply's data into output (default: copy it)."""
         self.output.update(data)
 
+    def settled_failure(self, reply: Reply) -> dict[str, Any] | None:
+        """A failed answer that this step takes as done, as the data ``on_reply`` gets;
+        None (the default): it fails the step."""
+        return None
+
     def skip_remote(self) -> bool:
         """Return True to finish without calling the host (``output`` already set)."""
         return False
@@ -117,6 +122,10 @@ class RemoteAction(Action):
             "data": reply.data,
         }
         code = reply.statuscode
+        settled = self.settled_failure(reply) if code is not StatusCode.OK else None
+        if settled is not None:
+            self.on_reply(settled)
+            return
         if code is not StatusCode.OK:
             # the host really answered: a resume must send a fresh request, not replay it
             self.data["answered"] = True

@@ -30,7 +30,7 @@ from mcoflow.rpc.mcollective.psk import (
     rpc_body,
 )
 from mcoflow.rpc.mcollective.psk import Reply as NodeReply
-from mcoflow.rpc.mcollective.replies import adapt_package_reply, plain
+from mcoflow.rpc.mcollective.replies import plain
 from mcoflow.rpc.messages import MessageError, Reply, Request, StatusCode
 from mcoflow.rpc.security import SecurityError
 from mcoflow.rpc.wire import Wire
@@ -147,8 +147,6 @@ class PskWire(Wire):
         if code not in StatusCode._value2member_map_:
             code = int(StatusCode.UNKNOWN_ERROR)
         text = plain(message) if isinstance(message, str | bytes) else ""
-        if agent == "package":
-            code, text, data = adapt_package_reply(action, code, text, data)
         return _validated(
             common, agent=agent, action=action, statuscode=code, statusmsg=text, data=data
         )
