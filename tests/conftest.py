@@ -11,18 +11,24 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 PG_URL = os.environ.get("MCOFLOW_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def unavailable(what: str, why: str) -> None:
-    """Skip on a laptop without the server; fail in CI."""
-    message = f"{what} is not reachable ({why})"
+def missing(message: str) -> NoReturn:
+    """Skip on a laptop without what the test needs (``message`` says what); fail in CI,
+    which must have it."""
     if os.environ.get("CI"):
         pytest.fail(f"{message}; CI must have it", pytrace=False)
     pytest.skip(message)
+
+
+def unavailable(what: str, why: str) -> NoReturn:
+    """Skip on a laptop without the server; fail in CI."""
+    missing(f"{what} is not reachable ({why})")
 
 
 def _pg_admin_url() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from mcoflow.actions.fleet import Discover, FleetJob, filter_json, rerun_failed
 from mcoflow.actions.inventory import matching_hosts
@@ -79,6 +79,20 @@ def job_input_error(exc: InputError) -> JobInputError:
     """An action's refused input as the operator's field and message."""
     field, message = exc.problems[0]
     return JobInputError(_form_field(field), message)
+
+
+class HostTarget(TypedDict, total=False):
+    """Where and how ``Jobs.prepare_on_hosts`` runs an action (its keyword arguments)."""
+
+    hosts: Sequence[str]
+    filter: str | None
+    concurrency: int | None
+    batch_size: str | None
+    max_failures: str | None
+    timeout: float | None
+    what: str | None
+    start_at: Any
+    start_before: Any
 
 
 class Jobs:
@@ -188,34 +202,14 @@ class Jobs:
         action: type[Action],
         host_args: dict[str, Any],
         *,
-        hosts: Sequence[str] = (),
-        filter: str | None = None,
-        concurrency: int | None = None,
-        batch_size: str | None = None,
-        max_failures: str | None = None,
-        timeout: float | None = None,
-        what: str | None = None,
-        start_at: Any = None,
-        start_before: Any = None,
         by: str = "system",
+        **target: Unpack[HostTarget],
     ) -> Plan:
         """Run ``action`` (one that takes a ``hostname``) with ``host_args`` on named
         hosts or those a filter selects: on one named host with no fleet option as that
         action itself, else as a fleet job with one sub-plan per host. ``what``: how the
         fleet job reads in labels ("package.status", a template's name)."""
-        launch = await self.prepare_on_hosts(
-            action,
-            host_args,
-            hosts=hosts,
-            filter=filter,
-            concurrency=concurrency,
-            batch_size=batch_size,
-            max_failures=max_failures,
-            timeout=timeout,
-            what=what,
-            start_at=start_at,
-            start_before=start_before,
-        )
+        launch = await self.prepare_on_hosts(action, host_args, **target)
         return await self._launch(launch, by=by)
 
     async def prepare_on_hosts(

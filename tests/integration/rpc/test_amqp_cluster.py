@@ -23,6 +23,7 @@ from mcoflow.orchestrator import SIMULATED_KEY, build_orchestrator, ensure_host_
 from mcoflow.rpc.cluster import ClusterOptions, QueueType
 from mcoflow.rpc.transports import transport_from_url
 from mcoflow.rpc.transports.amqp import host_queue_name
+from tests.conftest import missing
 from tests.embedded import orchestrator_settings
 from tests.rpc_fixtures import drop_reply_queues, require_amqp
 from tests.tls_servers import spare_port
@@ -34,10 +35,7 @@ HOSTS = ("sim-00001", "sim-00002")
 
 def require_rabbitmqctl() -> None:
     if shutil.which("rabbitmqctl") is None or os.geteuid() != 0:
-        message = "listing RabbitMQ's queues and their types needs rabbitmqctl and root"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("listing RabbitMQ's queues and their types needs rabbitmqctl and root")
 
 
 async def queue_types(prefix: str) -> dict[str, str]:
